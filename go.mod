@@ -1,0 +1,3 @@
+module github.com/logferry/logferry
+
+go 1.26
