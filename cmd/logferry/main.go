@@ -1,0 +1,98 @@
+// Command logferry is the logferry Docker logging plugin: it serves the
+// plugin protocol on a unix socket and wires the driver to its files.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/sdk"
+
+	"github.com/logferry/logferry/driver"
+)
+
+// stopTimeout bounds how long a graceful stop may spend draining streams.
+const stopTimeout = 10 * time.Second
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "logferry:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	socket := flag.String("socket", "/run/docker/plugins/logferry.sock", "unix socket to serve the plugin protocol on")
+	root := flag.String("root", envOr("LOGFERRY_ROOT", "/var/lib/logferry"), "directory that holds containers/<id>/<id>-json.log")
+	level := flag.String("log-level", envOr("LOG_LEVEL", "info"), "plugin log level: debug, info, warn or error")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("log level %q: must be debug, info, warn or error", *level)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	l, err := listen(*socket)
+	if err != nil {
+		return err
+	}
+	d := driver.New(driver.Config{Root: *root, Logger: log})
+	h := sdk.NewHandler(driver.Manifest)
+	d.Register(h)
+
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(l) }()
+	log.Info("logferry started", "socket", *socket, "root", *root)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	var serveErr error
+	select {
+	case sig := <-sigs:
+		log.Info("stopping", "signal", sig.String())
+		l.Close()
+		serveErr = <-served
+	case serveErr = <-served:
+	}
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) && !errors.Is(serveErr, http.ErrServerClosed) {
+		err = fmt.Errorf("serve %q: %w", *socket, serveErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return errors.Join(err, d.Close(ctx))
+}
+
+// listen creates the plugin socket, replacing a stale one left by a crash.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %q: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen %q: %w", path, err)
+	}
+	return l, nil
+}
+
+func envOr(key, def string) string {
+	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+		return v
+	}
+	return def
+}

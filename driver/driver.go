@@ -1,0 +1,261 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/logferry/logferry/rotate"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// Root is the directory that holds containers/<id>/<id>-json.log*.
+	Root string
+	// MaxFrame caps the size of one FIFO frame in bytes; 0 means
+	// DefaultMaxFrame.
+	MaxFrame int
+	// Logger receives the plugin's own messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ReadConfig is what "docker logs" asks for.
+type ReadConfig struct {
+	Since  time.Time
+	Until  time.Time
+	Tail   int
+	Follow bool
+}
+
+var (
+	// ErrClosed is returned by calls made after Close.
+	ErrClosed = errors.New("driver closed")
+	// ErrUnknownStream is returned by StopLogging for a FIFO it does not know.
+	ErrUnknownStream = errors.New("unknown log stream")
+	// ErrBadContainerID is returned for a container ID that is not 64
+	// lowercase hexadecimal characters.
+	ErrBadContainerID = errors.New("container id must be 64 hexadecimal characters")
+)
+
+var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Driver implements the logging plugin: one stream per FIFO, one set of
+// rotating files per container. Its methods are safe for concurrent use.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+
+	// wg counts stream goroutines.
+	wg sync.WaitGroup
+
+	// mu guards streams, files and closed.
+	mu      sync.Mutex
+	streams map[string]*stream         // by FIFO path
+	files   map[string]*containerFiles // by container ID
+	closed  bool
+}
+
+// New returns a Driver that keeps container logs under cfg.Root.
+func New(cfg Config) *Driver {
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = DefaultMaxFrame
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Driver{
+		cfg:     cfg,
+		log:     log,
+		streams: make(map[string]*stream),
+		files:   make(map[string]*containerFiles),
+	}
+}
+
+// logPath returns the current log file of a container, refusing IDs that
+// could name anything outside the root.
+func (d *Driver) logPath(id string) (string, error) {
+	if !containerIDPattern.MatchString(id) {
+		return "", fmt.Errorf("%w: %q", ErrBadContainerID, id)
+	}
+	return filepath.Join(d.cfg.Root, "containers", id, id+"-json.log"), nil
+}
+
+// StartLogging validates the container's options, opens the FIFO at path
+// and starts copying its entries into the container's files. Files are
+// created on the first entry, so a stream dockerd opens only to read a
+// stopped container's logs changes nothing on disk.
+func (d *Driver) StartLogging(path string, info *Info) error {
+	logPath, err := d.logPath(info.ContainerID)
+	if err != nil {
+		return err
+	}
+	opts, err := parseOptions(info)
+	if err != nil {
+		return err
+	}
+	f, err := openFIFO(path)
+	if err != nil {
+		return err
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		f.Close()
+		return ErrClosed
+	}
+	if _, ok := d.streams[path]; ok {
+		f.Close()
+		return fmt.Errorf("start logging %q: stream already open", path)
+	}
+	cf := d.files[info.ContainerID]
+	if cf == nil {
+		cf = &containerFiles{id: info.ContainerID, path: logPath, w: rotate.NewWriter(logPath, opts.files)}
+		d.files[info.ContainerID] = cf
+	}
+	cf.refs++
+	s := &stream{
+		path:  path,
+		fifo:  f,
+		files: cf,
+		attrs: opts.attrs,
+		log:   d.log.With("container", info.ContainerID[:12], "fifo", path),
+		done:  make(chan struct{}),
+		dec:   NewDecoder(f, d.cfg.MaxFrame),
+	}
+	d.streams[path] = s
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(s.done)
+		s.run()
+		if err := d.release(s); err != nil {
+			s.log.Error("release stream", "error", err)
+		}
+	}()
+	s.log.Debug("start logging", "name", info.Name())
+	return nil
+}
+
+// StopLogging drains the FIFO at path, writes what it held and releases the
+// stream. It returns once everything dockerd wrote is in the files, or with
+// ctx's error if that takes longer (the stream still finishes and is
+// released).
+func (d *Driver) StopLogging(ctx context.Context, path string) error {
+	d.mu.Lock()
+	s, ok := d.streams[path]
+	delete(d.streams, path)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("stop logging %q: %w", path, ErrUnknownStream)
+	}
+	return d.stop(ctx, s)
+}
+
+// stop makes s drain its FIFO and waits until it has written everything
+// and released its files, or until ctx is done.
+func (d *Driver) stop(ctx context.Context, s *stream) error {
+	if err := s.fifo.stop(); err != nil {
+		return fmt.Errorf("stop logging %q: %w", s.path, err)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop logging %q: %w", s.path, ctx.Err())
+	}
+}
+
+// release closes the FIFO of a finished stream and, for the last stream of
+// a container, its files.
+func (d *Driver) release(s *stream) error {
+	s.log.Debug("stop logging", "entries", s.entries, "skipped_frames", s.skipped, "write_errors", s.writeErrors)
+	err := s.fifo.Close()
+	d.mu.Lock()
+	cf := s.files
+	cf.refs--
+	last := cf.refs == 0
+	if last && d.files[cf.id] == cf {
+		delete(d.files, cf.id)
+	}
+	d.mu.Unlock()
+	if last {
+		if cerr := cf.w.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close %q: %w", cf.path, cerr))
+		}
+	}
+	return err
+}
+
+// ReadLogs writes the container's records that cfg selects to w as frames,
+// calling flush after each batch. With cfg.Follow it keeps writing new
+// records until the container's stream ends or ctx is done. It reads the
+// files on disk, so it works for containers logged before a plugin restart.
+func (d *Driver) ReadLogs(ctx context.Context, info *Info, cfg ReadConfig, w io.Writer, flush func()) error {
+	path, err := d.logPath(info.ContainerID)
+	if err != nil {
+		return err
+	}
+	// The live writer, when there is one, lets the reader take a consistent
+	// view of the files while they rotate, and follow them.
+	var writer *rotate.Writer
+	d.mu.Lock()
+	if cf := d.files[info.ContainerID]; cf != nil {
+		writer = cf.w
+	}
+	d.mu.Unlock()
+	rcfg := rotate.ReadConfig{Tail: cfg.Tail, Since: cfg.Since, Until: cfg.Until, Follow: cfg.Follow && writer != nil}
+	var frame []byte
+	return rotate.Read(ctx, path, rcfg, writer, func(e *rotate.Entry) error {
+		frame = AppendFrame(frame[:0], &LogEntry{Source: e.Stream, TimeNano: e.Time.UnixNano(), Line: e.Line})
+		if _, err := w.Write(frame); err != nil {
+			return fmt.Errorf("send log entry: %w", err)
+		}
+		if rcfg.Follow {
+			flush()
+		}
+		return nil
+	})
+}
+
+// Close stops every stream after draining it, within ctx's deadline.
+// Calls after the first return nil.
+func (d *Driver) Close(ctx context.Context) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	streams := make([]*stream, 0, len(d.streams))
+	for p, s := range d.streams {
+		streams = append(streams, s)
+		delete(d.streams, p)
+	}
+	d.mu.Unlock()
+
+	var errs []error
+	for _, s := range streams {
+		if err := d.stop(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("close driver: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package driver
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/logferry/logferry/rotate"
+)
+
+// containerFiles is the rotating log of one container, shared by the streams
+// that dockerd opens for it (a running container, and the short-lived ones it
+// opens to read a stopped container's logs).
+type containerFiles struct {
+	id   string
+	path string
+	w    *rotate.Writer
+	// refs counts the streams using w; guarded by Driver.mu.
+	refs int
+
+	// mu serialises writers of w.
+	mu sync.Mutex
+}
+
+// stream carries one FIFO's entries into its container's files. Its
+// goroutine is started by Driver.StartLogging and stopped and waited for by
+// Driver.StopLogging or Driver.Close.
+type stream struct {
+	path  string
+	fifo  *fifo
+	files *containerFiles
+	attrs []byte
+	log   *slog.Logger
+	done  chan struct{}
+
+	dec *Decoder
+	// Scratch buffers reused for every entry.
+	line, rec []byte
+
+	// Counters, owned by the stream goroutine until done is closed.
+	entries, skipped, writeErrors uint64
+	errLog                        rateLimit
+}
+
+// run decodes frames until the FIFO is drained after stop.
+func (s *stream) run() {
+	var e LogEntry
+	dirty := false
+	for {
+		if dirty && s.dec.Buffered() == 0 {
+			// Nothing more is buffered: flush before a read that may wait.
+			s.flush()
+			dirty = false
+		}
+		err := s.dec.Decode(&e)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrCorruptFrame):
+			s.skipped++
+			s.errLog.log(s.log, "skipped a log frame", "error", err, "skipped", s.skipped)
+			continue
+		case errors.Is(err, io.EOF):
+			s.flush()
+			return
+		default:
+			s.flush()
+			s.log.Error("read fifo", "error", err)
+			return
+		}
+		s.write(&e)
+		dirty = true
+	}
+}
+
+// write encodes one entry as json-file does: a whole line, or the last
+// piece of a split one, ends with "\n"; other pieces do not.
+func (s *stream) write(e *LogEntry) {
+	complete := !e.Partial
+	if e.HasPartialMeta {
+		complete = e.PartialLast
+	}
+	line := e.Line
+	if complete {
+		s.line = append(append(s.line[:0], e.Line...), '\n')
+		line = s.line
+	}
+	s.rec = rotate.AppendJSON(s.rec[:0], &rotate.Entry{
+		Line:   line,
+		Stream: e.Source,
+		Time:   time.Unix(0, e.TimeNano),
+	}, s.attrs)
+	s.entries++
+	s.files.mu.Lock()
+	err := s.files.w.Write(s.rec)
+	s.files.mu.Unlock()
+	if err != nil {
+		s.writeErrors++
+		s.errLog.log(s.log, "write log record", "error", err, "write_errors", s.writeErrors)
+	}
+}
+
+func (s *stream) flush() {
+	s.files.mu.Lock()
+	err := s.files.w.Flush()
+	s.files.mu.Unlock()
+	if err != nil {
+		s.writeErrors++
+		s.errLog.log(s.log, "flush log records", "error", err, "write_errors", s.writeErrors)
+	}
+}
+
+// rateLimit lets an error through at most once per interval and reports
+// how many it held back. It is used by one goroutine.
+type rateLimit struct {
+	last       time.Time
+	suppressed int
+}
+
+const rateLimitInterval = 10 * time.Second
+
+func (r *rateLimit) log(l *slog.Logger, msg string, args ...any) {
+	now := time.Now()
+	if now.Sub(r.last) < rateLimitInterval {
+		r.suppressed++
+		return
+	}
+	if r.suppressed > 0 {
+		args = append(args, "suppressed", r.suppressed)
+	}
+	r.last, r.suppressed = now, 0
+	l.Error(msg, args...)
+}
