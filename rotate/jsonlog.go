@@ -117,6 +117,9 @@ type record struct {
 // ParseJSON parses one json-file record (with or without its trailing
 // newline) into e. e.Line does not alias line.
 func ParseJSON(line []byte, e *Entry) error {
+	if parseRecord(line, e) {
+		return nil
+	}
 	var r record
 	if err := json.Unmarshal(line, &r); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRecord, err)
