@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -234,11 +233,17 @@ func checkRoundTrip(t *testing.T, e *Entry, attrs []byte) {
 	if n, want := bytes.Count(out, []byte("\n")), 1+bytes.Count(attrs, []byte("\n")); n != want || out[len(out)-1] != '\n' {
 		t.Fatalf("AppendJSON(%q) is not one line: %q", e.Line, out)
 	}
-	var fields map[string]any
+	var fields struct {
+		Log   string          `json:"log"`
+		Attrs json.RawMessage `json:"attrs"`
+	}
 	if err := json.Unmarshal(out, &fields); err != nil {
 		t.Fatalf("encoding/json cannot read %s: %v", out, err)
 	}
-	if log, _ := fields["log"].(string); log != string(replaceInvalid(e.Line)) {
+	if len(attrs) != 0 && !bytes.Equal(fields.Attrs, bytes.Trim(attrs, " \t\r\n")) {
+		t.Fatalf("encoding/json reads attrs %s from %s, want %s", fields.Attrs, out, attrs)
+	}
+	if log := fields.Log; log != string(replaceInvalid(e.Line)) {
 		t.Fatalf("encoding/json reads log %q from %s, want %q", log, out, replaceInvalid(e.Line))
 	}
 	var got Entry
@@ -303,7 +308,7 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Add([]byte(""), "", int64(-1), []byte(`{}`))
 	f.Add([]byte("\xf0\x9f\x9a"), "std\xffout", int64(1<<62), []byte("not json"))
 	f.Fuzz(func(t *testing.T, line []byte, stream string, nanos int64, attrs []byte) {
-		if !json.Valid(attrs) || strings.TrimSpace(string(attrs)) == "" {
+		if !json.Valid(attrs) {
 			attrs = nil
 		}
 		checkRoundTrip(t, &Entry{Line: line, Stream: stream, Time: time.Unix(0, nanos)}, attrs)
