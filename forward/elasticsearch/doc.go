@@ -1,0 +1,77 @@
+// Package elasticsearch ships a container's log events straight to
+// Elasticsearch, indexed as Docker's fluentd driver, Fluentd and
+// fluent-plugin-elasticsearch (logstash_format, logstash_prefix docker,
+// logstash_dateformat %Y%m%d, include_tag_key, tag_key @log_name) would index
+// them, so that existing Kibana index patterns and dashboards keep working.
+//
+// # Servers
+//
+// The sink speaks the Elasticsearch 7 REST API through
+// github.com/olivere/elastic/v7 (v7.0.32): _bulk with create actions, HEAD /
+// for health checks, GET /_nodes/http for sniffing and PUT /_index_template
+// for the optional template. Elasticsearch 8 accepts that API as it is
+// (no mapping types are sent) and OpenSearch 1 and 2 serve it too; the
+// template needs composable templates (Elasticsearch 7.8 or later,
+// OpenSearch 1.0 or later). The library is no longer maintained, so it is
+// kept behind the small bulkClient interface in client.go.
+//
+// Tested: only against estest, the stand-in server in the sub-package,
+// which keeps the _bulk contract; no real Elasticsearch or OpenSearch can be
+// installed where this package is built and tested.
+//
+// # Options
+//
+// The sink is on when elasticsearch-url is set (see ParseConfig):
+//
+//	elasticsearch-url                       comma-separated http:// or https:// node URLs,
+//	                                        used round robin while they pass health checks
+//	elasticsearch-index                     index name pattern, default docker-%Y%m%d
+//	elasticsearch-pipeline                  ingest pipeline, default none
+//	elasticsearch-sniff                     discover the other nodes, default false
+//	elasticsearch-bulk-actions              documents per request, default 1000
+//	elasticsearch-bulk-size                 bytes per request before compression, default 5m
+//	elasticsearch-flush-interval            longest wait for a batch to fill, default 5s
+//	elasticsearch-compress                  gzip request bodies, default false
+//	elasticsearch-workers                   requests in flight at once, default 1
+//	elasticsearch-tls-ca                    PEM file of the CAs to trust, default the system's
+//	elasticsearch-tls-insecure-skip-verify  skip certificate verification, default false
+//	elasticsearch-template                  install an index template, default false
+//	log-format                              text (default) or json: add a JSON line's fields
+//
+// The index pattern is evaluated on each entry's own time in UTC, with the
+// directives %Y (year), %y (2-digit year), %m (month), %d (day), %H (hour),
+// %j (day of the year), %G and %V (ISO 8601 week-based year and week) and
+// %% (a literal %). Every name the pattern can produce must be a legal index
+// name: lowercase, none of \ / * ? " < > | , # : or white space, not starting
+// with -, _ or +, not . or .., at most 255 bytes.
+//
+// Credentials (Credentials) come from the plugin's settings, never from
+// log-opts, which `docker inspect` shows: a URL holding credentials is
+// refused without being echoed. Neither errors nor logs ever hold them.
+//
+// # Documents
+//
+// Each entry becomes
+//
+//	{"@timestamp":"2024-03-09T12:00:00.123456789Z","log":"…","source":"stdout",
+//	 "container_id":"…","container_name":"…","@log_name":"<tag>", labels and env…}
+//
+// with partial_message, partial_id, partial_ordinal and partial_last on a
+// piece of a split line, as Docker's fluentd driver marks them. With
+// log-format=json, a line that is one JSON object also has its fields added;
+// the fields above win over labels and env, which win over the line's.
+//
+// # Delivery
+//
+// Send never blocks: events wait in a bounded forward.Queue that drops the
+// oldest when full. One goroutine encodes them in order into batches that
+// cfg.Workers goroutines send as _bulk requests. Each document is created
+// with an _id derived from the entry (container, time, stream, place among
+// entries of the same nanosecond, piece of a split line), so a retry or a
+// replay never indexes it twice: 409 counts as delivered. Documents answered
+// 429 or 5xx are sent again with exponential backoff and jitter, as are
+// requests that fail as a whole (connection refused, timeout, 503, 401 ...).
+// Documents refused for good (mapping errors and other 4xx) are appended to
+// the dead-letter file beside the container's logs, counted, and logged at
+// a limited rate; they are never retried.
+package elasticsearch

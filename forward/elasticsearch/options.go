@@ -1,0 +1,310 @@
+package elasticsearch
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+
+	"github.com/logferry/logferry/forward"
+)
+
+// Option keys accepted in --log-opt.
+const (
+	// KeyURL turns the sink on: comma-separated node URLs.
+	KeyURL = "elasticsearch-url"
+	// KeyIndex is the index name pattern, see [Config.Index].
+	KeyIndex = "elasticsearch-index"
+	// KeyPipeline names an ingest pipeline every document goes through.
+	KeyPipeline = "elasticsearch-pipeline"
+	// KeySniff discovers the cluster's other nodes from the given ones.
+	KeySniff = "elasticsearch-sniff"
+	// KeyBulkActions is the most documents in one _bulk request.
+	KeyBulkActions = "elasticsearch-bulk-actions"
+	// KeyBulkSize is the largest _bulk body, before compression.
+	KeyBulkSize = "elasticsearch-bulk-size"
+	// KeyFlushInterval is the longest a document waits for its batch to fill.
+	KeyFlushInterval = "elasticsearch-flush-interval"
+	// KeyCompress gzips request bodies.
+	KeyCompress = "elasticsearch-compress"
+	// KeyWorkers is the number of _bulk requests in flight at once.
+	KeyWorkers = "elasticsearch-workers"
+	// KeyTLSCA is a PEM file of CA certificates trusted for https nodes.
+	KeyTLSCA = "elasticsearch-tls-ca"
+	// KeyTLSInsecureSkipVerify turns certificate verification off.
+	KeyTLSInsecureSkipVerify = "elasticsearch-tls-insecure-skip-verify"
+	// KeyTemplate installs an index template for the index pattern.
+	KeyTemplate = "elasticsearch-template"
+	// KeyLogFormat is shared with the Fluentd sink: "json" parses each line
+	// that is one JSON object into fields of the record.
+	KeyLogFormat = "log-format"
+)
+
+// Values of KeyLogFormat.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// Keys lists every option key this package accepts.
+var Keys = []string{
+	KeyURL, KeyIndex, KeyPipeline, KeySniff, KeyBulkActions, KeyBulkSize, KeyFlushInterval,
+	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate, KeyLogFormat,
+}
+
+// Defaults and limits of the options.
+const (
+	DefaultIndex         = "docker-%Y%m%d"
+	DefaultBulkActions   = 1000
+	DefaultBulkSize      = 5_000_000 // "5m", as Docker counts sizes
+	DefaultFlushInterval = 5 * time.Second
+	DefaultWorkers       = 1
+
+	maxBulkActions = 100_000
+	minBulkSize    = 1_000
+	maxBulkSize    = 100_000_000 // Elasticsearch's default http.max_content_length
+	maxWorkers     = 32
+)
+
+// Config configures a Sink. Its zero value, with URLs set, means defaults:
+// ParseConfig fills it from --log-opt values; the fields without an option
+// are for the driver and for tests.
+type Config struct {
+	// URLs are the nodes' base URLs (scheme, host, port and an optional
+	// path prefix), used round robin while they pass health checks.
+	URLs []string
+	// Sniff discovers the cluster's nodes from URLs; off by default because
+	// most clusters sit behind a load balancer.
+	Sniff bool
+	// Index is the index name pattern, evaluated on each entry's own time
+	// in UTC. Default DefaultIndex. See indexDirectives for the directives.
+	Index string
+	// Pipeline is the ingest pipeline of every document; empty for none.
+	Pipeline string
+	// BulkActions is the most documents per _bulk request. Default 1000.
+	BulkActions int
+	// BulkSize is the largest _bulk body in bytes before compression (a
+	// single larger document is sent alone). Default 5 MB.
+	BulkSize int
+	// FlushInterval is the longest the first document of a batch waits
+	// for the batch to fill. Default 5s.
+	FlushInterval time.Duration
+	// Compress gzips request bodies.
+	Compress bool
+	// Workers is the number of _bulk requests in flight at once. Default 1.
+	Workers int
+	// TLSCAFile is a PEM file of the CA certificates to trust; empty for
+	// the system's roots.
+	TLSCAFile string
+	// TLSInsecureSkipVerify turns certificate verification off.
+	TLSInsecureSkipVerify bool
+	// Template installs an index template for the index pattern's prefix
+	// before the first document is sent.
+	Template bool
+	// ParseJSON adds the fields of a line that is one JSON object to its
+	// document (log-format=json).
+	ParseJSON bool
+
+	// DeadLetterPath is the file that documents Elasticsearch refuses for
+	// good are appended to (NDJSON, mode 0640), set by the driver beside
+	// the container's logs; empty to only count and log them.
+	DeadLetterPath string
+	// DeadLetterMaxSize is the size in bytes past which rejected documents
+	// are counted but no longer written. Default 64 MiB.
+	DeadLetterMaxSize int64
+	// QueueEvents and QueueBytes bound the events (and the bytes of their
+	// lines) waiting to be sent; past either, the oldest are dropped.
+	// Defaults 10000 events and 8 MiB.
+	QueueEvents int
+	QueueBytes  int
+	// RequestTimeout bounds one _bulk request. Default 30s.
+	RequestTimeout time.Duration
+	// RetryMin and RetryMax bound the exponential backoff (with jitter)
+	// between retries. Defaults 100ms and 30s.
+	RetryMin, RetryMax time.Duration
+	// HealthcheckInterval is how often every node is checked. Default 60s.
+	HealthcheckInterval time.Duration
+	// ErrorLogInterval is the least time between two error logs of one
+	// kind; the ones in between are counted in the next. Default 10s.
+	ErrorLogInterval time.Duration
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Index == "" {
+		c.Index = DefaultIndex
+	}
+	defInt(&c.BulkActions, DefaultBulkActions)
+	defInt(&c.BulkSize, DefaultBulkSize)
+	defInt(&c.Workers, DefaultWorkers)
+	defInt(&c.QueueEvents, 10_000)
+	defInt(&c.QueueBytes, 8<<20)
+	if c.DeadLetterMaxSize <= 0 {
+		c.DeadLetterMaxSize = 64 << 20
+	}
+	def(&c.FlushInterval, DefaultFlushInterval)
+	def(&c.RequestTimeout, 30*time.Second)
+	def(&c.RetryMin, 100*time.Millisecond)
+	def(&c.RetryMax, 30*time.Second)
+	def(&c.HealthcheckInterval, 60*time.Second)
+	def(&c.ErrorLogInterval, 10*time.Second)
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = c.RetryMin
+	}
+	return c
+}
+
+// ParseConfig validates the elasticsearch options among a container's
+// --log-opt values. enabled is false when elasticsearch-url is not set;
+// other elasticsearch-* options are then refused. Keys of other packages
+// are ignored. Errors wrap forward.ErrInvalidOption and name the option,
+// its value and what is accepted.
+func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
+	if v, ok := opts[KeyLogFormat]; ok {
+		switch v {
+		case LogFormatText, "":
+		case LogFormatJSON:
+			cfg.ParseJSON = true
+		default:
+			return Config{}, false, forward.OptionError(KeyLogFormat, v, `must be "text" or "json"`)
+		}
+	}
+	rawURL, ok := opts[KeyURL]
+	if !ok {
+		for _, k := range Keys {
+			if v, set := opts[k]; set && k != KeyLogFormat {
+				return Config{}, false, forward.OptionError(k, v, "needs "+KeyURL)
+			}
+		}
+		return cfg, false, nil
+	}
+	if cfg.URLs, err = parseURLs(rawURL); err != nil {
+		return Config{}, false, err
+	}
+
+	cfg.Index = DefaultIndex
+	if v, ok := opts[KeyIndex]; ok {
+		if _, err := parseIndexPattern(v); err != nil {
+			return Config{}, false, forward.OptionError(KeyIndex, v, err.Error())
+		}
+		cfg.Index = v
+	}
+	cfg.Pipeline = opts[KeyPipeline]
+	if v, ok := opts[KeyPipeline]; ok && (v == "" || strings.ContainsAny(v, "/?#&% \t\r\n")) {
+		return Config{}, false, forward.OptionError(KeyPipeline, v, "must be an ingest pipeline id")
+	}
+
+	bools := []struct {
+		key string
+		dst *bool
+	}{
+		{KeySniff, &cfg.Sniff},
+		{KeyCompress, &cfg.Compress},
+		{KeyTLSInsecureSkipVerify, &cfg.TLSInsecureSkipVerify},
+		{KeyTemplate, &cfg.Template},
+	}
+	for _, b := range bools {
+		v, ok := opts[b.key]
+		if !ok {
+			continue
+		}
+		if *b.dst, err = strconv.ParseBool(v); err != nil {
+			return Config{}, false, forward.OptionError(b.key, v, "must be true or false")
+		}
+	}
+
+	ints := []struct {
+		key      string
+		dst      *int
+		min, max int
+	}{
+		{KeyBulkActions, &cfg.BulkActions, 1, maxBulkActions},
+		{KeyWorkers, &cfg.Workers, 1, maxWorkers},
+	}
+	for _, n := range ints {
+		v, ok := opts[n.key]
+		if !ok {
+			continue
+		}
+		i, err := strconv.Atoi(v)
+		if err != nil || i < n.min || i > n.max {
+			return Config{}, false, forward.OptionError(n.key, v, fmt.Sprintf("must be a whole number from %d to %d", n.min, n.max))
+		}
+		*n.dst = i
+	}
+
+	if v, ok := opts[KeyBulkSize]; ok {
+		n, err := units.FromHumanSize(v)
+		if err != nil || n < minBulkSize || n > maxBulkSize {
+			return Config{}, false, forward.OptionError(KeyBulkSize, v, "must be a size from 1k to 100m, such as 5m")
+		}
+		cfg.BulkSize = int(n)
+	}
+	if v, ok := opts[KeyFlushInterval]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond || d > time.Hour {
+			return Config{}, false, forward.OptionError(KeyFlushInterval, v, "must be a duration from 1ms to 1h, such as 5s")
+		}
+		cfg.FlushInterval = d
+	}
+
+	if v, ok := opts[KeyTLSCA]; ok {
+		// The file is read by New; refusing a missing one here fails
+		// `docker run` with the option's name in the message.
+		if v == "" {
+			return Config{}, false, forward.OptionError(KeyTLSCA, v, "must be the path of a PEM file")
+		}
+		if _, err := os.Stat(v); err != nil {
+			return Config{}, false, forward.OptionError(KeyTLSCA, v, "must be the path of a readable PEM file in the plugin")
+		}
+		cfg.TLSCAFile = v
+	}
+	if cfg.Template {
+		p, _ := parseIndexPattern(cfg.Index)
+		if p.Prefix() == "" {
+			return Config{}, false, forward.OptionError(KeyTemplate, opts[KeyTemplate],
+				fmt.Sprintf("needs %s to start with a fixed prefix such as docker- (it is %q)", KeyIndex, cfg.Index))
+		}
+	}
+	return cfg, true, nil
+}
+
+// parseURLs splits and checks elasticsearch-url. A value with "@" in it is
+// refused without being echoed: it may hold credentials, and log-opts are
+// visible in `docker inspect`.
+func parseURLs(raw string) ([]string, error) {
+	if strings.Contains(raw, "@") {
+		return nil, forward.OptionError(KeyURL, "REDACTED",
+			"must not hold credentials: set them in the plugin's settings with `docker plugin set`")
+	}
+	var urls []string
+	for _, part := range strings.Split(raw, ",") {
+		part = strings.TrimSpace(part)
+		u, err := url.Parse(part)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+			u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+			return nil, forward.OptionError(KeyURL, raw,
+				"must be comma-separated http:// or https:// node URLs such as https://es1:9200,https://es2:9200")
+		}
+		s := strings.TrimRight(u.String(), "/")
+		if !slices.Contains(urls, s) {
+			urls = append(urls, s)
+		}
+	}
+	return urls, nil
+}

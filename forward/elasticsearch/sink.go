@@ -1,0 +1,599 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logferry/logferry/forward"
+)
+
+// ErrClosed is returned by Close when the sink was already closed.
+var ErrClosed = errors.New("elasticsearch sink closed")
+
+// Credentials authenticate the sink to Elasticsearch: basic auth or an API
+// key, never both. They come from the plugin's settings (`docker plugin
+// set`), never from log-opts, which `docker inspect` shows. Formatting
+// them with fmt or slog prints no secret.
+type Credentials struct {
+	Username, Password string
+	// APIKey is the base64 "encoded" value of Elasticsearch's create API
+	// key response, sent as "Authorization: ApiKey <APIKey>".
+	APIKey string
+}
+
+// String describes c without its secrets.
+func (c Credentials) String() string {
+	switch {
+	case c.APIKey != "":
+		return "api key (redacted)"
+	case c.Username != "":
+		return fmt.Sprintf("basic auth as %q (password redacted)", c.Username)
+	}
+	return "none"
+}
+
+// GoString describes c without its secrets, for %#v.
+func (c Credentials) GoString() string { return "elasticsearch.Credentials{" + c.String() + "}" }
+
+// LogValue describes c without its secrets, for log/slog.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+func (c Credentials) validate() error {
+	switch {
+	case c.APIKey != "" && (c.Username != "" || c.Password != ""):
+		return errors.New("elasticsearch credentials: set an API key or a username and password, not both")
+	case c.Password != "" && c.Username == "":
+		return errors.New("elasticsearch credentials: a password needs a username")
+	}
+	return nil
+}
+
+// Stats counts what happened to the events given to Send. Every event ends
+// up in exactly one of Indexed, Duplicates, Rejected, Dropped and Unsent,
+// or is still Queued or in flight.
+type Stats struct {
+	// Queued is the number of events waiting in the queue now.
+	Queued int
+	// Indexed counts documents Elasticsearch created.
+	Indexed uint64
+	// Duplicates counts documents that were already there (409 on create,
+	// after a retry or a replay): delivered all the same.
+	Duplicates uint64
+	// Retries counts documents sent again after a 429 or 5xx answer.
+	Retries uint64
+	// RequestFailures counts _bulk requests that failed as a whole
+	// (connection refused, timeout, 503 ...) and were retried.
+	RequestFailures uint64
+	// Rejected counts documents refused for good (4xx other than 409 and
+	// 429, such as mapping errors); DeadLettered of them were written to
+	// the dead-letter file.
+	Rejected     uint64
+	DeadLettered uint64
+	// Dropped counts events dropped because the queue was full (the
+	// oldest go first) or because they were sent after Close.
+	Dropped uint64
+	// Unsent counts events still undelivered when Close gave up.
+	Unsent uint64
+}
+
+// Sink sends the events of one container to Elasticsearch as documents.
+// Send never blocks: events wait in a bounded queue that drops the oldest
+// when full, while goroutines owned by the sink batch them into _bulk
+// requests. Send, Stats and Close are safe for concurrent use; Send is meant
+// to be called by the container's one stream, in order.
+type Sink struct {
+	cfg       Config
+	pattern   *indexPattern
+	container forward.Container
+	log       *slog.Logger
+	limit     *logLimiter
+	queue     *forward.Queue
+	dial      dialFunc
+	// transport is closed after the goroutines stop, so that no idle
+	// connection outlives the sink.
+	transport *http.Transport
+	dead      *deadLetter
+
+	// cancel ends run's context: the hard stop at Close's deadline.
+	cancel context.CancelFunc
+	// done is closed when run has returned and every goroutine stopped.
+	done chan struct{}
+	// closing is closed by the first Close.
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	// dialSema guards es: a worker holds its token to read es or, while
+	// es is nil, to dial and set it. A channel rather than a mutex, so
+	// that the other workers wait for a dial with their context.
+	dialSema chan struct{}
+	es       bulkClient
+
+	indexed, duplicates, retries, requestFailures atomic.Uint64
+	rejected, deadLettered, unsent                atomic.Uint64
+}
+
+// New returns a sink for container c that has started sending in the
+// background. It checks cfg and creds and reads the TLS CA file, but never
+// touches the network: it connects once the first batch is ready, and
+// retries with backoff while Elasticsearch is unreachable. log receives
+// rate-limited errors; nil discards them.
+func New(cfg Config, creds Credentials, c forward.Container, log *slog.Logger) (*Sink, error) {
+	if err := creds.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	tr, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSink(cfg, c, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.transport = tr
+	s.dial = dialOlivere(s.cfg, newAuthDoer(&http.Client{Transport: tr}, creds))
+	s.start()
+	return s, nil
+}
+
+// newSink builds a sink that dials with dial; start starts it. Tests use it
+// to fake the client.
+func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (*Sink, error) {
+	cfg = cfg.withDefaults()
+	if len(cfg.URLs) == 0 {
+		return nil, fmt.Errorf("elasticsearch sink: no %s", KeyURL)
+	}
+	p, err := parseIndexPattern(cfg.Index)
+	if err != nil {
+		return nil, forward.OptionError(KeyIndex, cfg.Index, err.Error())
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("sink", "elasticsearch", "container", shortID(c.ID))
+	return &Sink{
+		cfg:       cfg,
+		pattern:   p,
+		container: c,
+		log:       log,
+		limit:     newLogLimiter(log, cfg.ErrorLogInterval),
+		queue:     forward.NewQueue(forward.QueueConfig{MaxEvents: cfg.QueueEvents, MaxBytes: int64(cfg.QueueBytes)}),
+		dial:      dial,
+		dead:      &deadLetter{path: cfg.DeadLetterPath, max: cfg.DeadLetterMaxSize},
+		done:      make(chan struct{}),
+		closing:   make(chan struct{}),
+		dialSema:  make(chan struct{}, 1),
+	}, nil
+}
+
+func (s *Sink) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.run(ctx)
+}
+
+// Send queues a copy of ev without blocking. When the queue is full the
+// oldest events are dropped and counted; after Close, ev itself is.
+func (s *Sink) Send(ev *forward.Event) {
+	cp := forward.Event{Time: ev.Time, Source: ev.Source, Line: bytes.Clone(ev.Line)}
+	if ev.Partial != nil {
+		p := *ev.Partial
+		cp.Partial = &p
+	}
+	if n := s.queue.Push(cp); n > 0 {
+		select {
+		case <-s.closing:
+		default:
+			s.limit.error("queue", "elasticsearch is not keeping up: dropped the oldest events", "dropped", s.queue.Dropped())
+		}
+	}
+}
+
+// Stats returns the sink's counters.
+func (s *Sink) Stats() Stats {
+	queued, _ := s.queue.Len()
+	return Stats{
+		Queued:          queued,
+		Indexed:         s.indexed.Load(),
+		Duplicates:      s.duplicates.Load(),
+		Retries:         s.retries.Load(),
+		RequestFailures: s.requestFailures.Load(),
+		Rejected:        s.rejected.Load(),
+		DeadLettered:    s.deadLettered.Load(),
+		Dropped:         s.queue.Dropped(),
+		Unsent:          s.unsent.Load(),
+	}
+}
+
+// Close stops taking events, sends what is queued and waits for the sink's
+// goroutines. When ctx ends first, the requests in flight are abandoned,
+// the events not delivered are counted in Stats.Unsent and Close returns
+// an error wrapping ctx's. Calls after the first wait the same way and
+// return ErrClosed.
+func (s *Sink) Close(ctx context.Context) error {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		close(s.closing)
+		s.queue.Close()
+	})
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.cancel()
+		<-s.done // prompt: everything that blocks takes run's context
+		err = ctx.Err()
+	}
+	s.cancel()
+	if !first {
+		return ErrClosed
+	}
+	if n := s.unsent.Load(); err != nil && n > 0 {
+		return fmt.Errorf("close elasticsearch sink: %d events not delivered: %w", n, err)
+	}
+	return nil
+}
+
+// sequencer numbers the events of a stream that share a time, in the
+// order the batcher pops them, which is the order of Send.
+type sequencer struct {
+	// recent are the latest distinct times and how many events had each;
+	// a few, because stdout and stderr may interleave.
+	recent [8]struct {
+		nano  int64
+		count uint32
+	}
+	slot int
+}
+
+// next returns how many events before this one had time t.
+func (q *sequencer) next(t time.Time) uint32 {
+	nano := t.UnixNano()
+	for i := range q.recent {
+		if r := &q.recent[i]; r.count > 0 && r.nano == nano {
+			r.count++
+			return r.count - 1
+		}
+	}
+	r := &q.recent[q.slot]
+	q.slot = (q.slot + 1) % len(q.recent)
+	r.nano, r.count = nano, 1
+	return 0
+}
+
+// run owns every goroutine of the sink: one batcher that turns queued
+// events into batches in order, and cfg.Workers workers that send them.
+func (s *Sink) run(ctx context.Context) {
+	defer close(s.done)
+	batches := make(chan []action)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.batch(ctx, batches) })
+	for range s.cfg.Workers {
+		wg.Go(func() { s.work(ctx, batches) })
+	}
+	wg.Wait()
+
+	// Only after a hard stop can events be left. A done context makes Pop
+	// hand out what is there without waiting.
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	for {
+		evs, err := s.queue.Pop(done, nil, 1<<16, 1<<30)
+		s.unsent.Add(uint64(len(evs)))
+		if err != nil {
+			break
+		}
+	}
+	if s.es != nil {
+		s.es.Stop()
+	}
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	if err := s.dead.close(); err != nil {
+		s.log.Error("close dead-letter file", "err", err)
+	}
+	if n := s.unsent.Load(); n > 0 {
+		s.log.Error("closed with events not delivered", "unsent", n)
+	}
+}
+
+// batch pops events in queue order, encodes them and hands batches to the
+// workers: a batch is full at cfg.BulkActions documents or cfg.BulkSize
+// bytes, and goes when full, cfg.FlushInterval after its first document,
+// or at once when the sink is closing. It closes batches when the queue is
+// closed and empty or ctx ends.
+func (s *Sink) batch(ctx context.Context, batches chan<- []action) {
+	defer close(batches)
+	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
+	var seqs sequencer
+	var (
+		evs   []forward.Event
+		carry []action // encoded but over the size of the batch before
+		batch []action
+		size  int
+	)
+	lost := func() { s.unsent.Add(uint64(len(batch) + len(carry))) }
+	for {
+		batch, size = nil, 0
+		for len(carry) > 0 && len(batch) < s.cfg.BulkActions && (len(batch) == 0 || size+carry[0].size <= s.cfg.BulkSize) {
+			batch = append(batch, carry[0])
+			size += carry[0].size
+			carry = carry[1:]
+		}
+		var (
+			closed   bool
+			deadline time.Time
+		)
+		for len(carry) == 0 && len(batch) < s.cfg.BulkActions && size < s.cfg.BulkSize {
+			popCtx, cancel := ctx, context.CancelFunc(func() {})
+			if len(batch) > 0 {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(s.cfg.FlushInterval)
+				}
+				popCtx, cancel = context.WithDeadline(ctx, deadline)
+			}
+			var err error
+			evs, err = s.queue.Pop(popCtx, evs[:0], s.cfg.BulkActions-len(batch), s.cfg.BulkSize-size)
+			cancel()
+			for i := range evs {
+				a := enc.encode(&item{ev: evs[i], seq: seqs.next(evs[i].Time)})
+				evs[i] = forward.Event{}
+				if len(carry) > 0 || (len(batch) > 0 && size+a.size > s.cfg.BulkSize) {
+					carry = append(carry, a)
+					continue
+				}
+				batch = append(batch, a)
+				size += a.size
+			}
+			if ctx.Err() != nil {
+				lost()
+				return
+			}
+			if errors.Is(err, forward.ErrQueueClosed) {
+				closed = true
+				break
+			}
+			if err != nil { // the flush interval passed
+				break
+			}
+		}
+		if len(batch) > 0 {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				lost()
+				return
+			}
+		}
+		if closed && len(carry) == 0 {
+			return
+		}
+	}
+}
+
+// work sends batches until there are no more.
+func (s *Sink) work(ctx context.Context, batches <-chan []action) {
+	for batch := range batches {
+		es, ok := s.client(ctx)
+		if !ok {
+			s.unsent.Add(uint64(len(batch)))
+			continue // drain: the batcher stops at ctx's end
+		}
+		s.deliver(ctx, es, batch)
+	}
+}
+
+// client returns the Elasticsearch client, dialing it (with backoff) and
+// installing the index template on first use. ok is false when ctx ended.
+func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
+	select {
+	case s.dialSema <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	defer func() { <-s.dialSema }()
+	if s.es != nil {
+		return s.es, true
+	}
+	for attempt := 1; ; attempt++ {
+		c, err := s.dial(ctx)
+		if err == nil {
+			s.es = c
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		s.limit.error("dial", "cannot reach elasticsearch, retrying", "err", err)
+		if !sleep(ctx, s.backoff(attempt)) {
+			return nil, false
+		}
+	}
+	if s.cfg.Template {
+		s.installTemplate(ctx)
+	}
+	return s.es, ctx.Err() == nil
+}
+
+// installTemplate puts the index template, retrying while Elasticsearch is
+// unavailable; other failures (no privilege, a server without composable
+// templates) are logged and the documents are sent all the same.
+func (s *Sink) installTemplate(ctx context.Context) {
+	name, body := template(s.pattern)
+	for attempt := 1; ; attempt++ {
+		err := s.es.PutIndexTemplate(ctx, name, body)
+		if err == nil {
+			s.log.Info("installed index template", "template", name)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var re *requestError
+		if errors.As(err, &re) && !unavailable(re.status) {
+			s.log.Error("cannot install index template", "template", name, "err", err)
+			return
+		}
+		s.limit.error("template", "cannot install index template, retrying", "template", name, "err", err)
+		if !sleep(ctx, s.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// deliver sends batch until every document is indexed, known to be there
+// (409) or rejected for good, or ctx ends. Documents answered 429 or 5xx
+// are sent again, alone, after a backoff; so is the whole batch when the
+// request fails.
+func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) {
+	pending := batch
+	for attempt := 1; len(pending) > 0; attempt++ {
+		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		results, err := es.Bulk(reqCtx, pending)
+		cancel()
+		if ctx.Err() != nil {
+			s.unsent.Add(uint64(len(pending)))
+			return
+		}
+		if err != nil {
+			status := 0
+			var re *requestError
+			if errors.As(err, &re) {
+				status = re.status
+			}
+			switch {
+			case status == http.StatusRequestEntityTooLarge && len(pending) > 1:
+				half := len(pending) / 2
+				s.deliver(ctx, es, pending[:half])
+				s.deliver(ctx, es, pending[half:])
+				return
+			case !retryableRequest(status, len(pending)):
+				for i := range pending {
+					s.reject(&pending[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
+				}
+				return
+			}
+			s.requestFailures.Add(1)
+			s.limit.error("request", "bulk request failed, retrying", "err", err, "documents", len(pending))
+		} else {
+			retry := pending[:0]
+			for i, r := range results {
+				switch {
+				case r.status >= 200 && r.status < 300:
+					s.indexed.Add(1)
+				case r.status == http.StatusConflict:
+					s.duplicates.Add(1)
+				case retryableItem(r.status):
+					retry = append(retry, pending[i])
+				default:
+					s.reject(&pending[i], r)
+				}
+			}
+			pending = retry
+			if len(pending) == 0 {
+				return
+			}
+			s.retries.Add(uint64(len(pending)))
+			s.limit.error("retry", "elasticsearch refused documents for now, retrying",
+				"documents", len(pending), "status", results[firstRetry(results)].status)
+		}
+		if !sleep(ctx, s.backoff(attempt)) {
+			s.unsent.Add(uint64(len(pending)))
+			return
+		}
+	}
+}
+
+func firstRetry(results []itemResult) int {
+	for i, r := range results {
+		if retryableItem(r.status) {
+			return i
+		}
+	}
+	return 0
+}
+
+// unavailable reports whether status means that Elasticsearch could not
+// take a request or document for now: no answer at all (0, or a missing
+// item status), 408, 429 (rejected execution) and 5xx.
+func unavailable(status int) bool {
+	return status < 100 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+}
+
+// retryableItem reports whether a document answered status is sent again.
+// Other 4xx answers (mapping errors and the like) will never succeed.
+func retryableItem(status int) bool { return unavailable(status) }
+
+// retryableRequest reports whether a request of n documents that failed as
+// a whole with status is sent again. Only 400, and 413 for a single
+// document, blame the documents; anything else (no answer, 401, 403, 404,
+// 429, 5xx ...) is a matter of the connection, the configuration or the
+// cluster, which retrying with backoff outlasts or the operator fixes.
+func retryableRequest(status, n int) bool {
+	switch status {
+	case http.StatusBadRequest:
+		return false
+	case http.StatusRequestEntityTooLarge:
+		return n > 1
+	}
+	return true
+}
+
+// reject counts a document refused for good and writes it to the
+// dead-letter file.
+func (s *Sink) reject(a *action, r itemResult) {
+	s.rejected.Add(1)
+	err := s.dead.write(a, r)
+	if err == nil {
+		s.deadLettered.Add(1)
+	}
+	args := []any{"status", r.status, "type", r.errType, "reason", r.reason, "index", a.index}
+	if err != nil && !errors.Is(err, errNoDeadLetter) {
+		args = append(args, "dead_letter_err", err)
+	} else if err == nil {
+		args = append(args, "dead_letter", s.dead.path)
+	}
+	s.limit.error("reject", "elasticsearch rejected a document", args...)
+}
+
+// backoff is the wait before retry number attempt (from 1): exponential
+// from cfg.RetryMin to cfg.RetryMax, with jitter over its upper half so
+// that many sinks do not retry in step.
+func (s *Sink) backoff(attempt int) time.Duration {
+	d := s.cfg.RetryMin
+	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// sleep waits for d or ctx's end, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
