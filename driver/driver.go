@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/logferry/logferry/forward/elasticsearch"
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -23,7 +25,18 @@ type Config struct {
 	MaxFrame int
 	// Logger receives the plugin's own messages; nil means slog.Default().
 	Logger *slog.Logger
+	// Elasticsearch holds the credentials of the Elasticsearch destination,
+	// from plugin settings: they never come from --log-opt, which anyone
+	// can read with docker inspect.
+	Elasticsearch elasticsearch.Credentials
+	// Linger is how long a stopped container's destinations keep trying to
+	// deliver what they still hold; 0 means DefaultLinger. docker stop does
+	// not wait for it.
+	Linger time.Duration
 }
+
+// DefaultLinger is the default of Config.Linger.
+const DefaultLinger = time.Minute
 
 // ReadConfig is what "docker logs" asks for.
 type ReadConfig struct {
@@ -51,8 +64,10 @@ type Driver struct {
 	cfg Config
 	log *slog.Logger
 
-	// wg counts stream goroutines.
+	// wg counts stream goroutines and the goroutines closing their sinks.
 	wg sync.WaitGroup
+	// quit is closed when Close runs out of time: lingering sinks give up.
+	quit chan struct{}
 
 	// mu guards streams, files and closed.
 	mu      sync.Mutex
@@ -66,6 +81,9 @@ func New(cfg Config) *Driver {
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -73,6 +91,7 @@ func New(cfg Config) *Driver {
 	return &Driver{
 		cfg:     cfg,
 		log:     log,
+		quit:    make(chan struct{}),
 		streams: make(map[string]*stream),
 		files:   make(map[string]*containerFiles),
 	}
@@ -100,19 +119,25 @@ func (d *Driver) StartLogging(path string, info *Info) error {
 	if err != nil {
 		return err
 	}
+	log := d.log.With("container", info.ContainerID[:12], "fifo", path)
+	sinks, err := d.newSinks(&opts, filepath.Dir(logPath), log)
+	if err != nil {
+		return err
+	}
 	f, err := openFIFO(path)
 	if err != nil {
+		discardSinks(sinks)
 		return err
 	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.closed || d.streams[path] != nil {
 		f.Close()
-		return ErrClosed
-	}
-	if _, ok := d.streams[path]; ok {
-		f.Close()
+		discardSinks(sinks)
+		if d.closed {
+			return ErrClosed
+		}
 		return fmt.Errorf("start logging %q: stream already open", path)
 	}
 	cf := d.files[info.ContainerID]
@@ -126,7 +151,8 @@ func (d *Driver) StartLogging(path string, info *Info) error {
 		fifo:  f,
 		files: cf,
 		attrs: opts.attrs,
-		log:   d.log.With("container", info.ContainerID[:12], "fifo", path),
+		sinks: sinks,
+		log:   log,
 		done:  make(chan struct{}),
 		dec:   NewDecoder(f, d.cfg.MaxFrame),
 	}
@@ -173,9 +199,71 @@ func (d *Driver) stop(ctx context.Context, s *stream) error {
 	}
 }
 
+// newSinks creates the destinations opts turns on. Creating one never
+// waits for the network.
+// Elasticsearch's dead-letter file goes into dir, beside the container's logs.
+func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]sink, error) {
+	var sinks []sink
+	if opts.fluentd != nil {
+		s, err := fluentd.New(*opts.fluentd, opts.container, log.With("destination", "fluentd"))
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	if opts.elastic != nil {
+		cfg := *opts.elastic
+		cfg.DeadLetterPath = filepath.Join(dir, opts.container.ID+"-elasticsearch-rejected.ndjson")
+		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, log.With("destination", "elasticsearch"))
+		if err != nil {
+			discardSinks(sinks)
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// closeSinks lets sinks deliver what they hold for up to Config.Linger in
+// the background, or until Close runs out of time; Close waits for them.
+func (d *Driver) closeSinks(sinks []sink) {
+	for _, sk := range sinks {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Linger)
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				select {
+				case <-d.quit:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			err := sk.Close(ctx)
+			cancel()
+			<-watched
+			if err != nil {
+				d.log.Warn("close destination", "error", err)
+			}
+		}()
+	}
+}
+
+// discardSinks closes sinks that were never sent anything, without waiting.
+func discardSinks(sinks []sink) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, sk := range sinks {
+		_ = sk.Close(ctx)
+	}
+}
+
 // release closes the FIFO of a finished stream and, for the last stream of
 // a container, its files.
 func (d *Driver) release(s *stream) error {
+	d.closeSinks(s.sinks)
 	s.log.Debug("stop logging", "entries", s.entries, "skipped_frames", s.skipped, "write_errors", s.writeErrors)
 	err := s.fifo.Close()
 	d.mu.Lock()
@@ -255,6 +343,9 @@ func (d *Driver) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		// Out of time: destinations give up what they still hold.
+		close(d.quit)
+		<-done
 		errs = append(errs, fmt.Errorf("close driver: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)

@@ -3,6 +3,7 @@ package driver
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/elasticsearch"
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -26,8 +29,8 @@ const (
 	optTag         = "tag"
 )
 
-// ownOptions are the keys logferry interprets.
-var ownOptions = []string{
+// fileOptions are the keys of the local files, json-file's own.
+var fileOptions = []string{
 	optCompress, optEnv, optEnvRegex, optLabels, optLabelsRegex, optMaxFile, optMaxSize, optTag,
 }
 
@@ -46,6 +49,17 @@ type options struct {
 	files rotate.Config
 	// attrs is the marshalled "attrs" object of each record, nil for none.
 	attrs []byte
+	// container describes the container to the destinations.
+	container forward.Container
+	// fluentd and elastic are nil when that destination is off.
+	fluentd *fluentd.Config
+	elastic *elasticsearch.Config
+}
+
+// knownOption reports whether key is an option of logferry or of dockerd.
+func knownOption(key string) bool {
+	return slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) ||
+		slices.Contains(fluentd.Keys, key) || slices.Contains(elasticsearch.Keys, key)
 }
 
 // parseOptions validates a container's --log-opt map, as json-file would,
@@ -59,8 +73,9 @@ func parseOptions(info *Info) (options, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !slices.Contains(ownOptions, k) && !slices.Contains(dockerdOptions, k) {
-			return options{}, forward.OptionError(k, cfg[k], "unknown option; logferry accepts "+strings.Join(ownOptions, ", "))
+		if !knownOption(k) {
+			return options{}, forward.OptionError(k, cfg[k], "unknown option; logferry accepts "+
+				strings.Join(fileOptions, ", ")+", log-format, partial-merge and the fluentd-* and elasticsearch-* options in its README")
 		}
 	}
 
@@ -96,7 +111,9 @@ func parseOptions(info *Info) (options, error) {
 		}
 	}
 
-	attrs := extraAttributes(cfg, info)
+	extra := extraAttributes(cfg, info)
+	attrs := maps.Clone(extra)
+	forwardTag := info.ID() // Docker's fluentd driver defaults to {{.ID}}
 	if tmpl := cfg[optTag]; tmpl != "" {
 		tag, err := expandTag(tmpl, info)
 		if err != nil {
@@ -105,6 +122,7 @@ func parseOptions(info *Info) (options, error) {
 		if tag != "" {
 			attrs["tag"] = tag
 		}
+		forwardTag = tag
 	}
 	if len(attrs) > 0 {
 		b, err := json.Marshal(attrs)
@@ -113,5 +131,21 @@ func parseOptions(info *Info) (options, error) {
 		}
 		o.attrs = b
 	}
+
+	fcfg, fon, err := fluentd.ParseConfig(cfg)
+	if err != nil {
+		return options{}, err
+	}
+	ecfg, eon, err := elasticsearch.ParseConfig(cfg)
+	if err != nil {
+		return options{}, err
+	}
+	if fon {
+		o.fluentd = &fcfg
+	}
+	if eon {
+		o.elastic = &ecfg
+	}
+	o.container = forward.Container{ID: info.ContainerID, Name: info.Name(), Tag: forwardTag, Extra: extra}
 	return o, nil
 }

@@ -1,7 +1,9 @@
 package driver
 
 import (
+	"bytes"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -94,7 +96,10 @@ func TestParseOptionsErrors(t *testing.T) {
 		{"tag does not parse", map[string]string{"tag": "{{.Name"}, []string{`tag="{{.Name"`, "template"}},
 		{"tag names no field", map[string]string{"tag": "{{.Nope}}"}, []string{`tag="{{.Nope}}"`, "Nope"}},
 		{"unknown option", map[string]string{"foo": "bar"}, []string{`foo="bar"`, "unknown option", "max-size"}},
-		{"fluentd options are not ours yet", map[string]string{"fluentd-address": "x"}, []string{"fluentd-address"}},
+		{"fluentd option without fluentd-address", map[string]string{"fluentd-async": "true"}, []string{"fluentd-async", "fluentd-address"}},
+		{"misspelt fluentd option", map[string]string{"fluentd-adress": "127.0.0.1"}, []string{"fluentd-adress", "unknown option"}},
+		{"bad fluentd address", map[string]string{"fluentd-address": "ftp://x"}, []string{"fluentd-address", "ftp://x"}},
+		{"bad elasticsearch url", map[string]string{"elasticsearch-url": "ftp://x"}, []string{"elasticsearch-url", "ftp://x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +143,52 @@ func TestExpandTag(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("expandTag(%q) = %q, want %q", tt.tmpl, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOptionsForward(t *testing.T) {
+	tests := []struct {
+		name             string
+		cfg              map[string]string
+		fluentd, elastic bool
+		tag              string
+		extra            map[string]string
+	}{
+		{name: "files only", tag: "abababababab", extra: map[string]string{}},
+		{
+			name:    "fluentd with Docker's default tag",
+			cfg:     map[string]string{"fluentd-address": "127.0.0.1:24224", "labels": "app"},
+			fluentd: true, tag: "abababababab", extra: map[string]string{"app": "shop"},
+		},
+		{
+			name:    "elasticsearch with a tag template",
+			cfg:     map[string]string{"elasticsearch-url": "http://127.0.0.1:9200", "tag": "{{.Name}}.{{.ID}}", "env": "REGION"},
+			elastic: true, tag: "web.abababababab", extra: map[string]string{"REGION": "eu"},
+		},
+		{
+			name:    "both",
+			cfg:     map[string]string{"fluentd-address": "127.0.0.1", "elasticsearch-url": "http://127.0.0.1:9200"},
+			fluentd: true, elastic: true, tag: "abababababab", extra: map[string]string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info := testInfo(tt.cfg)
+			o, err := parseOptions(info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (o.fluentd != nil) != tt.fluentd || (o.elastic != nil) != tt.elastic {
+				t.Errorf("fluentd on %v, elasticsearch on %v; want %v, %v", o.fluentd != nil, o.elastic != nil, tt.fluentd, tt.elastic)
+			}
+			c := o.container
+			if c.ID != info.ContainerID || c.Name != "web" || c.Tag != tt.tag || !maps.Equal(c.Extra, tt.extra) {
+				t.Errorf("container = %+v, want tag %q extra %v", c, tt.tag, tt.extra)
+			}
+			if bytes.Contains(o.attrs, []byte(`"tag"`)) != (tt.cfg["tag"] != "") {
+				t.Errorf("attrs %s: tag present only when the tag option is set", o.attrs)
 			}
 		})
 	}

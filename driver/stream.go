@@ -1,14 +1,22 @@
 package driver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/rotate"
 )
+
+// sink is a destination that events are forwarded to. Send never blocks.
+type sink interface {
+	Send(ev *forward.Event)
+	Close(ctx context.Context) error
+}
 
 // containerFiles is the rotating log of one container, shared by the streams
 // that dockerd opens for it (a running container, and the short-lived ones it
@@ -32,6 +40,7 @@ type stream struct {
 	fifo  *fifo
 	files *containerFiles
 	attrs []byte
+	sinks []sink
 	log   *slog.Logger
 	done  chan struct{}
 
@@ -92,12 +101,28 @@ func (s *stream) write(e *LogEntry) {
 		Time:   time.Unix(0, e.TimeNano),
 	}, s.attrs)
 	s.entries++
+	s.forward(e)
 	s.files.mu.Lock()
 	err := s.files.w.Write(s.rec)
 	s.files.mu.Unlock()
 	if err != nil {
 		s.writeErrors++
 		s.errLog.log(s.log, "write log record", "error", err, "write_errors", s.writeErrors)
+	}
+}
+
+// forward hands e to the destinations, before the file write so that a
+// slow disk does not delay them.
+func (s *stream) forward(e *LogEntry) {
+	if len(s.sinks) == 0 {
+		return
+	}
+	ev := forward.Event{Time: time.Unix(0, e.TimeNano), Source: e.Source, Line: e.Line}
+	if e.HasPartialMeta {
+		ev.Partial = &forward.Partial{ID: string(e.PartialID), Ordinal: int(e.PartialOrdinal), Last: e.PartialLast}
+	}
+	for _, sk := range s.sinks {
+		sk.Send(&ev)
 	}
 }
 

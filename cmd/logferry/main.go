@@ -20,6 +20,7 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 
 	"github.com/logferry/logferry/driver"
+	"github.com/logferry/logferry/forward/elasticsearch"
 )
 
 // stopTimeout bounds how long a graceful stop may spend draining streams.
@@ -48,7 +49,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	d := driver.New(driver.Config{Root: *root, Logger: log})
+	d := driver.New(driver.Config{
+		Root:   *root,
+		Logger: log,
+		// Secrets come from plugin settings (docker plugin set), never from
+		// --log-opt, which docker inspect shows to anyone.
+		Elasticsearch: elasticsearch.Credentials{
+			Username: os.Getenv("ELASTICSEARCH_USERNAME"),
+			Password: os.Getenv("ELASTICSEARCH_PASSWORD"),
+			APIKey:   os.Getenv("ELASTICSEARCH_API_KEY"),
+		},
+	})
 	h := sdk.NewHandler(driver.Manifest)
 	d.Register(h)
 
