@@ -1,0 +1,136 @@
+# logferry: build, test and package the Docker logging plugin.
+#
+# Every variable below can be overridden on the command line, e.g.
+#   make install PLUGIN=logferry:dev
+#   make push REGISTRY=registry.example.com:5000 TAG=v1.2.0
+
+GO           ?= go
+DOCKER       ?= docker
+# Name of the installed plugin; containers use it as --log-driver
+# (":latest" may be left out there).
+PLUGIN       ?= logferry:latest
+# Where "make push" sends the plugin: $(REGISTRY)/$(PLUGIN_REPO):$(TAG).
+REGISTRY     ?= 127.0.0.1:5000
+PLUGIN_REPO  ?= logferry
+TAG          ?= latest
+BIN          ?= bin/logferry
+BUILD_DIR    ?= build
+PLUGIN_DIR   ?= $(BUILD_DIR)/plugin
+# Throw-away image built from the Dockerfile, exported as the rootfs and
+# removed again.
+ROOTFS_IMAGE ?= logferry-rootfs:build
+# Host directory behind the plugin's "root" mount (config.json's default);
+# it must exist before the plugin is enabled.
+HOST_ROOT    ?= /var/lib/logferry
+# Image the end-to-end tests run (built by scripts/busybox-image.sh).
+BUSYBOX_IMAGE ?= logferry-busybox:latest
+# Ceilings for a hung test binary; CI must finish well under 15 minutes.
+TEST_TIMEOUT ?= 5m
+E2E_TIMEOUT  ?= 20m
+# The e2e tests mostly wait on dockerd, so run more of them than there are CPUs.
+E2E_FLAGS    ?= -parallel 8
+
+export BUILD_DIR REGISTRY BUSYBOX_IMAGE
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+PUSH_REF := $(REGISTRY)/$(PLUGIN_REPO):$(TAG)
+
+# remove_plugin force-disables and removes the plugin named $(1), if any.
+define remove_plugin
+	@if $(DOCKER) plugin inspect $(1) >/dev/null 2>&1; then \
+		echo "$(DOCKER) plugin disable -f $(1); $(DOCKER) plugin rm -f $(1)"; \
+		$(DOCKER) plugin disable -f $(1) >/dev/null 2>&1 || true; \
+		$(DOCKER) plugin rm -f $(1) >/dev/null; \
+	fi
+endef
+
+# Targets share the docker daemon and the plugin; never run them in parallel.
+.NOTPARALLEL:
+.PHONY: build test e2e check prepare plugin install push clean fmt vet
+
+## build: the static plugin binary $(BIN)
+build:
+	@echo "==> build $(BIN)"
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/logferry
+
+## test: unit tests (the e2e package is behind the "e2e" build tag)
+test:
+	@echo "==> unit tests"
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## prepare: Debian packages, dockerd, local registry and the test image
+prepare:
+	@echo "==> prepare the test environment"
+	bash scripts/deps.sh
+	bash scripts/dockerd.sh
+	bash scripts/registry.sh
+	bash scripts/busybox-image.sh
+
+## plugin: assemble $(PLUGIN_DIR)/{config.json,rootfs/} from the Dockerfile
+plugin: build
+	@echo "==> assemble $(PLUGIN_DIR) (docker build of Dockerfile, exported as rootfs)"
+	rm -rf $(PLUGIN_DIR) $(BUILD_DIR)/context
+	mkdir -p $(PLUGIN_DIR)/rootfs $(BUILD_DIR)/context
+	cp $(BIN) $(BUILD_DIR)/context/logferry
+	DOCKER_BUILDKIT=0 $(DOCKER) build --quiet -f Dockerfile -t $(ROOTFS_IMAGE) $(BUILD_DIR)/context
+	id=$$($(DOCKER) create $(ROOTFS_IMAGE)); \
+		trap '$(DOCKER) rm $$id >/dev/null; $(DOCKER) image rm $(ROOTFS_IMAGE) >/dev/null' EXIT; \
+		$(DOCKER) export $$id | tar -x -C $(PLUGIN_DIR)/rootfs
+	cp config.json $(PLUGIN_DIR)/config.json
+
+## install: (re)create and enable the plugin $(PLUGIN) on the local dockerd
+# "--timeout 0": dockerd's HTTP client to the plugin otherwise gives up after
+# 30 s, which cuts every "docker logs --follow" at 30 s.
+install: plugin
+	@echo "==> install plugin $(PLUGIN)"
+	$(call remove_plugin,$(PLUGIN))
+	mkdir -p -m 0750 $(HOST_ROOT)
+	$(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR)
+	$(DOCKER) plugin enable --timeout 0 $(PLUGIN)
+
+## push: push the plugin to $(REGISTRY) as $(PLUGIN_REPO):$(TAG)
+# The local copy named after the registry exists only to be pushed; it is
+# removed afterwards so that it does not shadow "docker plugin install".
+push: plugin
+	@echo "==> push plugin $(PUSH_REF)"
+	bash scripts/registry.sh
+	$(call remove_plugin,$(PUSH_REF))
+	$(DOCKER) plugin create $(PUSH_REF) $(PLUGIN_DIR)
+	$(DOCKER) plugin push $(PUSH_REF)
+	$(DOCKER) plugin rm -f $(PUSH_REF)
+
+## e2e: end-to-end tests against the real engine, with the plugin installed
+e2e: prepare install
+	@echo "==> end-to-end tests (plugin $(PLUGIN))"
+	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
+	LOGFERRY_E2E_REGISTRY=$(REGISTRY) \
+		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
+
+## check: everything CI runs: prepare, unit tests, end-to-end tests
+check: prepare test e2e
+	@echo "==> check passed"
+
+## clean: remove bin/, build/ and the plugin; stop the registry that
+## scripts/registry.sh started with its storage in build/
+clean:
+	@echo "==> clean"
+	$(call remove_plugin,$(PLUGIN))
+	@pidfile=$(BUILD_DIR)/registry/registry.pid; \
+	if [[ -f $$pidfile ]] && grep -qs docker-registry /proc/$$(cat $$pidfile)/cmdline; then \
+		echo "kill $$(cat $$pidfile) (registry serving $(BUILD_DIR)/registry)"; \
+		kill $$(cat $$pidfile); \
+	fi
+	rm -rf bin $(BIN) $(BUILD_DIR)
+
+## fmt: gofmt every Go file
+fmt:
+	@echo "==> gofmt"
+	gofmt -w .
+
+## vet: go vet, including the e2e package
+vet:
+	@echo "==> go vet"
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e

@@ -1,0 +1,95 @@
+//go:build e2e
+
+// Package e2e proves logferry's features through the real Docker engine and
+// the docker CLI. Wherever json-file has the same feature, a test runs the
+// same workload once with --log-driver json-file and once with logferry and
+// compares the files and what "docker logs" returns.
+//
+// The suite needs a running dockerd, the plugin installed and enabled, the
+// busybox test image and, for the registry test, a registry on loopback;
+// "make e2e" prepares all of them. Tests that disable or reconfigure the
+// plugin do not call t.Parallel, so they run before the parallel ones start.
+//
+// Environment (all optional): LOGFERRY_E2E_PLUGIN (default logferry:latest),
+// LOGFERRY_E2E_IMAGE (default logferry-busybox:latest), LOGFERRY_E2E_REGISTRY
+// (default 127.0.0.1:5000), LOGFERRY_E2E_REPO (repository root, default "..").
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// suite is what every test reads; TestMain sets it before any test runs.
+var suite struct {
+	plugin     string // installed plugin name, e.g. "logferry:latest"
+	driver     string // --log-driver value for the plugin, e.g. "logferry"
+	image      string // image the containers run
+	registry   string // host:port of the registry for the install test
+	repo       string // repository root, where "make push" runs
+	root       string // host directory behind the plugin's "root" mount
+	dockerRoot string // dockerd's data root, e.g. /var/lib/docker
+}
+
+func TestMain(m *testing.M) {
+	if err := setup(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n"+
+			"The suite needs dockerd, the plugin installed and enabled and the test image: run \"make e2e\".\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func setup(ctx context.Context) error {
+	suite.plugin = getenv("LOGFERRY_E2E_PLUGIN", "logferry:latest")
+	suite.driver = strings.TrimSuffix(suite.plugin, ":latest")
+	suite.image = getenv("LOGFERRY_E2E_IMAGE", "logferry-busybox:latest")
+	suite.registry = getenv("LOGFERRY_E2E_REGISTRY", "127.0.0.1:5000")
+	repo, err := filepath.Abs(getenv("LOGFERRY_E2E_REPO", ".."))
+	if err != nil {
+		return err
+	}
+	suite.repo = repo
+
+	if suite.dockerRoot, err = docker(ctx, "info", "--format", "{{.DockerRootDir}}"); err != nil {
+		return err
+	}
+	enabled, err := docker(ctx, "plugin", "inspect", "--format", "{{.Enabled}}", suite.plugin)
+	if err != nil {
+		return err
+	}
+	if enabled != "true" {
+		return fmt.Errorf("plugin %s is installed but not enabled", suite.plugin)
+	}
+	if suite.root, err = pluginRoot(ctx, suite.plugin); err != nil {
+		return err
+	}
+	if _, err := docker(ctx, "image", "inspect", "--format", "{{.Id}}", suite.image); err != nil {
+		return err
+	}
+	return nil
+}
+
+func getenv(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// pluginRoot returns the host source of the plugin's "root" mount.
+func pluginRoot(ctx context.Context, plugin string) (string, error) {
+	root, err := docker(ctx, "plugin", "inspect", "--format",
+		`{{range .Settings.Mounts}}{{if eq .Name "root"}}{{.Source}}{{end}}{{end}}`, plugin)
+	if err != nil {
+		return "", err
+	}
+	if root == "" {
+		return "", fmt.Errorf("plugin %s has no mount named root", plugin)
+	}
+	return root, nil
+}

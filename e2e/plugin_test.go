@@ -1,0 +1,110 @@
+//go:build e2e
+
+package e2e
+
+// The tests in this file disable or reconfigure a plugin. They do not call
+// t.Parallel, so they run one after another before any parallel test starts.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// simpleScript writes one line to each stream.
+const simpleScript = `echo "to stdout"; echo "to stderr" >&2`
+
+// checkSimpleLogs checks the file and "docker logs" of a container that ran
+// simpleScript.
+func checkSimpleLogs(t *testing.T, c *container) {
+	t.Helper()
+	recs := allRecords(t, c.logFiles(t, false))
+	if len(recs) != 2 {
+		t.Errorf("%s: %d records in %s, want 2", c, len(recs), c.logPath(t))
+	}
+	stdout, stderr := c.logs(t)
+	if stdout != "to stdout\n" || stderr != "to stderr\n" {
+		t.Errorf("%s: docker logs printed stdout %q and stderr %q", c, stdout, stderr)
+	}
+}
+
+func TestLogsServedAfterPluginRestart(t *testing.T) {
+	c := run(t, spec{driver: suite.driver, script: simpleScript})
+	checkSimpleLogs(t, c)
+
+	t.Cleanup(func() { restorePlugin(t, suite.plugin) })
+	mustDocker(t, "plugin", "disable", "--force", suite.plugin)
+	enablePlugin(t, suite.plugin)
+
+	checkSimpleLogs(t, c)
+	c.servedByPlugin(t)
+}
+
+func TestRootSourceMovesFiles(t *testing.T) {
+	moved := t.TempDir()
+	original := suite.root
+	t.Cleanup(func() {
+		if _, err := docker(context.Background(), "plugin", "disable", "--force", suite.plugin); err != nil {
+			t.Log(err) // already disabled if enabling failed below
+		}
+		mustDocker(t, "plugin", "set", suite.plugin, "root.source="+original)
+		enablePlugin(t, suite.plugin)
+	})
+	mustDocker(t, "plugin", "disable", "--force", suite.plugin)
+	mustDocker(t, "plugin", "set", suite.plugin, "root.source="+moved)
+	enablePlugin(t, suite.plugin)
+	if got, err := pluginRoot(context.Background(), suite.plugin); err != nil || got != moved {
+		t.Fatalf("root.source is %q (%v) after setting it to %q", got, err, moved)
+	}
+
+	c := run(t, spec{driver: suite.driver, root: moved, script: simpleScript})
+	checkSimpleLogs(t, c)
+	if _, err := os.Stat(filepath.Join(original, "containers", c.id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: files also under the old root %s (stat: %v)", c, original, err)
+	}
+}
+
+func TestInstallFromRegistry(t *testing.T) {
+	const (
+		repoName = "logferry"
+		tag      = "e2e"
+		alias    = "logferry-reg"
+	)
+	ref := suite.registry + "/" + repoName + ":" + tag
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	push := exec.CommandContext(ctx, "make", "-C", suite.repo, "push",
+		"REGISTRY="+suite.registry, "PLUGIN_REPO="+repoName, "TAG="+tag)
+	var out bytes.Buffer
+	push.Stdout, push.Stderr = &out, &out
+	if err := push.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(push.Args, " "), err, clip(out.String()))
+	}
+
+	// Its own root keeps this instance from sharing files with the plugin
+	// under test.
+	root := t.TempDir()
+	t.Cleanup(func() {
+		if _, err := docker(context.Background(), "plugin", "disable", "--force", alias); err != nil {
+			t.Log(err)
+		}
+		if _, err := docker(context.Background(), "plugin", "rm", "--force", alias); err != nil {
+			t.Error(err)
+		}
+	})
+	mustDocker(t, "plugin", "install", "--grant-all-permissions", "--alias", alias, ref, "root.source="+root)
+	if enabled := mustDocker(t, "plugin", "inspect", "--format", "{{.Enabled}}", alias); enabled != "true" {
+		t.Fatalf("plugin %s installed from %s is not enabled", alias, ref)
+	}
+
+	c := run(t, spec{driver: alias, root: root, script: simpleScript})
+	checkSimpleLogs(t, c)
+	c.servedByPlugin(t)
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# deps.sh installs the Debian packages that building and testing logferry
+# need, and only those that are missing: make, gcc (go test -race needs
+# cgo), docker.io (dockerd and the docker CLI), busybox-static (the test
+# image) and docker-registry (plugin push/install tests). Idempotent.
+set -euo pipefail
+
+missing=()
+add() {
+	local p
+	for p in "${missing[@]}"; do [[ $p == "$1" ]] && return 0; done
+	missing+=("$1")
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
+
+have make || add make
+have gcc || add gcc
+# Any dockerd/docker pair will do; installing docker.io next to docker-ce
+# would conflict.
+have dockerd && have docker || add docker.io
+# The test image needs a static busybox, which only this package ships.
+installed busybox-static || add busybox-static
+have docker-registry || add docker-registry
+
+if ((${#missing[@]} == 0)); then
+	echo "deps: make, gcc, docker, busybox-static and docker-registry are present"
+	exit 0
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y "${missing[@]}"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# dockerd.sh starts dockerd in the background unless a daemon already
+# answers, and waits until it is ready. Its log goes to $BUILD_DIR/dockerd.log.
+# There is no systemd on the build machines, so the daemon is started by hand
+# and outlives this script. Idempotent.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+build_dir=${BUILD_DIR:-build}
+ceiling=${DOCKERD_TIMEOUT:-90} # seconds
+# The daemon listens where the docker CLI looks for it.
+host=${DOCKER_HOST:-unix:///var/run/docker.sock}
+# Extra flags for dockerd, e.g. DOCKERD_FLAGS="--storage-driver vfs".
+read -r -a flags <<<"${DOCKERD_FLAGS:-}"
+
+if docker info >/dev/null 2>&1; then
+	echo "dockerd: already running"
+	exit 0
+fi
+
+mkdir -p "$build_dir"
+log=$build_dir/dockerd.log
+echo "dockerd: starting on $host, log in $log"
+setsid nohup dockerd --host "$host" "${flags[@]}" \
+	>>"$log" 2>&1 </dev/null &
+pid=$!
+
+for ((i = 0; i < ceiling; i++)); do
+	if docker info >/dev/null 2>&1; then
+		echo "dockerd: ready after ${i}s (pid $pid)"
+		exit 0
+	fi
+	if ! kill -0 "$pid" 2>/dev/null; then
+		echo "dockerd: exited during start; last lines of $log:" >&2
+		tail -n 30 "$log" >&2
+		exit 1
+	fi
+	sleep 1
+done
+echo "dockerd: not ready after ${ceiling}s; last lines of $log:" >&2
+tail -n 30 "$log" >&2
+exit 1
