@@ -1,11 +1,13 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -29,6 +31,9 @@ type Config struct {
 	// from plugin settings: they never come from --log-opt, which anyone
 	// can read with docker inspect.
 	Elasticsearch elasticsearch.Credentials
+	// StateDir keeps what a restarted plugin needs to reopen the FIFOs of
+	// running containers; empty means streams are not recovered.
+	StateDir string
 	// Linger is how long a stopped container's destinations keep trying to
 	// deliver what they still hold; 0 means DefaultLinger. docker stop does
 	// not wait for it.
@@ -111,6 +116,27 @@ func (d *Driver) logPath(id string) (string, error) {
 // created on the first entry, so a stream dockerd opens only to read a
 // stopped container's logs changes nothing on disk.
 func (d *Driver) StartLogging(path string, info *Info) error {
+	return d.start(path, info, resume{})
+}
+
+// resume says how a stream reopened after a plugin restart continues.
+type resume struct {
+	// prefix is stream data read before the FIFO was reopened.
+	prefix []byte
+	// resync: the stream may start inside a frame.
+	resync bool
+	// stale: dockerd no longer writes to the FIFO; drain what is there and
+	// finish.
+	stale bool
+	// probe is the FIFO reader kept open while the stream's own is opened,
+	// so that dockerd never sees the FIFO without a reader.
+	probe *os.File
+}
+
+func (d *Driver) start(path string, info *Info, r resume) error {
+	if r.probe != nil {
+		defer r.probe.Close()
+	}
 	logPath, err := d.logPath(info.ContainerID)
 	if err != nil {
 		return err
@@ -126,6 +152,11 @@ func (d *Driver) StartLogging(path string, info *Info) error {
 	}
 	f, err := openFIFO(path)
 	if err != nil {
+		discardSinks(sinks)
+		return err
+	}
+	if err := d.saveState(&streamState{File: path, Info: *info}); err != nil {
+		f.Close()
 		discardSinks(sinks)
 		return err
 	}
@@ -146,15 +177,23 @@ func (d *Driver) StartLogging(path string, info *Info) error {
 		d.files[info.ContainerID] = cf
 	}
 	cf.refs++
+	var src io.Reader = f
+	if len(r.prefix) > 0 {
+		src = io.MultiReader(bytes.NewReader(r.prefix), f)
+	}
 	s := &stream{
 		path:  path,
+		info:  info,
 		fifo:  f,
 		files: cf,
 		attrs: opts.attrs,
 		sinks: sinks,
 		log:   log,
 		done:  make(chan struct{}),
-		dec:   NewDecoder(f, d.cfg.MaxFrame),
+		dec:   NewDecoder(src, d.cfg.MaxFrame),
+	}
+	if r.resync {
+		s.dec.Resync()
 	}
 	d.streams[path] = s
 	d.wg.Add(1)
@@ -166,6 +205,12 @@ func (d *Driver) StartLogging(path string, info *Info) error {
 			s.log.Error("release stream", "error", err)
 		}
 	}()
+	if r.stale {
+		delete(d.streams, path)
+		if err := f.stop(); err != nil {
+			log.Error("stop stale fifo", "error", err)
+		}
+	}
 	s.log.Debug("start logging", "name", info.Name())
 	return nil
 }
@@ -264,6 +309,16 @@ func discardSinks(sinks []sink) {
 // a container, its files.
 func (d *Driver) release(s *stream) error {
 	d.closeSinks(s.sinks)
+	if s.keepState.Load() {
+		// The plugin is stopping while dockerd keeps writing: leave what
+		// the next process needs to carry on where this one stopped.
+		pending, aligned := s.dec.Pending()
+		if err := d.saveState(&streamState{File: s.path, Info: *s.info, Clean: aligned, Pending: pending}); err != nil {
+			s.log.Error("save stream state", "error", err)
+		}
+	} else {
+		d.dropState(s.path)
+	}
 	s.log.Debug("stop logging", "entries", s.entries, "skipped_frames", s.skipped, "write_errors", s.writeErrors)
 	err := s.fifo.Close()
 	d.mu.Lock()
@@ -324,6 +379,7 @@ func (d *Driver) Close(ctx context.Context) error {
 	d.closed = true
 	streams := make([]*stream, 0, len(d.streams))
 	for p, s := range d.streams {
+		s.keepState.Store(true)
 		streams = append(streams, s)
 		delete(d.streams, p)
 	}

@@ -541,3 +541,6 @@ func TestCloseDrainsAndRefuses(t *testing.T) {
 		t.Fatalf("StopLogging after Close: %v, want ErrUnknownStream", err)
 	}
 }
+
+// syscallNonblock opens a FIFO without waiting for the other end.
+const syscallNonblock = syscall.O_NONBLOCK

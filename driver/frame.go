@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,6 +115,7 @@ type Decoder struct {
 	end      int
 	skip     uint64 // bytes of an oversized frame not yet discarded; buffer empty while > 0
 	err      error  // read error held back until buffered data is used up
+	resync   bool   // the next Decode first looks for the start of a frame
 }
 
 // NewDecoder returns a Decoder reading frames from r whose bodies are at most
@@ -133,6 +135,15 @@ func NewDecoder(r io.Reader, maxFrame int) *Decoder {
 // the next Decode continues with the frame after it. Read errors are
 // returned wrapped. e is changed only when Decode returns nil.
 func (d *Decoder) Decode(e *LogEntry) error {
+	if d.resync {
+		skipped, err := d.findFrame()
+		if err != nil {
+			return err
+		}
+		if skipped > 0 {
+			return fmt.Errorf("%w: skipped %d bytes to find the start of a frame", ErrCorruptFrame, skipped)
+		}
+	}
 	if d.skip > 0 {
 		if err := d.discard(); err != nil {
 			return err
@@ -172,6 +183,54 @@ func (d *Decoder) Decode(e *LogEntry) error {
 func (d *Decoder) Buffered() int {
 	// While an oversized frame is being skipped the buffer is empty.
 	return d.end - d.start
+}
+
+// Resync makes the next Decode look for the start of a frame first, for a
+// stream that may begin in the middle of one: a FIFO whose previous reader
+// died after reading part of a frame. A frame start is recognised by the
+// way dockerd encodes every entry: a length within the limit, then field 1,
+// the source, "stdout" or "stderr". Bytes skipped to find it are reported
+// once as an error wrapping ErrCorruptFrame.
+func (d *Decoder) Resync() {
+	d.resync = true
+}
+
+// frameSignatures are how the body of every frame dockerd writes begins.
+var frameSignatures = [][]byte{
+	append([]byte{0x0a, byte(len(sourceStdout))}, sourceStdout...),
+	append([]byte{0x0a, byte(len(sourceStderr))}, sourceStderr...),
+}
+
+// findFrame drops bytes until the buffer starts with a plausible frame.
+func (d *Decoder) findFrame() (skipped int, err error) {
+	d.skip = 0
+	sig := len(frameSignatures[0])
+	for {
+		if err := d.fill(frameHeader + sig); err != nil {
+			if err == io.EOF && d.start == d.end && skipped == 0 {
+				return 0, io.EOF
+			}
+			return skipped, unexpected(err)
+		}
+		b := d.buf[d.start:d.end]
+		size := binary.BigEndian.Uint32(b)
+		if uint64(size) <= uint64(d.maxFrame) && int(size) >= sig &&
+			(bytes.HasPrefix(b[frameHeader:], frameSignatures[0]) || bytes.HasPrefix(b[frameHeader:], frameSignatures[1])) {
+			d.resync = false
+			return skipped, nil
+		}
+		d.start++
+		skipped++
+	}
+}
+
+// Pending returns the bytes read from the stream and not decoded yet: the
+// start of a frame whose rest has not arrived. A later reader of the same
+// stream that is given them first continues where this one stopped. aligned
+// is false when the Decoder is inside a frame it is skipping, and a later
+// reader must then Resync.
+func (d *Decoder) Pending() (pending []byte, aligned bool) {
+	return bytes.Clone(d.buf[d.start:d.end]), d.skip == 0 && !d.resync
 }
 
 // unexpected maps the end of the stream inside a frame to

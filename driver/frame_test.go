@@ -906,3 +906,92 @@ func BenchmarkAppendFrame(b *testing.B) {
 		buf = AppendFrame(buf[:0], &e)
 	}
 }
+
+func TestDecoderResync(t *testing.T) {
+	var frames []byte
+	want := []LogEntry{
+		{Source: "stdout", TimeNano: 1, Line: []byte("one")},
+		{Source: "stderr", TimeNano: 2, Line: []byte("two"), Partial: true, HasPartialMeta: true, PartialID: []byte("p"), PartialOrdinal: 1},
+		{Source: "stdout", TimeNano: 3, Line: bytes.Repeat([]byte("x"), 5000)},
+	}
+	for i := range want {
+		frames = AppendFrame(frames, &want[i])
+	}
+	first := len(AppendFrame(nil, &want[0]))
+	tests := []struct {
+		name    string
+		stream  []byte
+		skipped bool
+		entries []LogEntry
+	}{
+		{"aligned", frames, false, want},
+		{"tail of a frame first", frames[first-2:], true, want[1:]},
+		{"inside the header", frames[2:], true, want[1:]},
+		{"garbage with a huge length first", append([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3}, frames...), true, want},
+		{"nothing", nil, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := NewDecoder(bytes.NewReader(tt.stream), 0)
+			dec.Resync()
+			var got []LogEntry
+			skips := 0
+			for {
+				var e LogEntry
+				err := dec.Decode(&e)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if errors.Is(err, ErrCorruptFrame) {
+					skips++
+					continue
+				}
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				e.Line, e.PartialID = bytes.Clone(e.Line), bytes.Clone(e.PartialID)
+				got = append(got, e)
+			}
+			if (skips > 0) != tt.skipped || skips > 1 {
+				t.Errorf("%d skip errors, want skipped=%v reported once", skips, tt.skipped)
+			}
+			if len(got) != len(tt.entries) {
+				t.Fatalf("decoded %d entries, want %d", len(got), len(tt.entries))
+			}
+			for i := range got {
+				if !sameEntry(&got[i], &tt.entries[i]) {
+					t.Errorf("entry %d = %+v, want %+v", i, got[i], tt.entries[i])
+				}
+			}
+		})
+	}
+}
+
+func TestDecoderPendingContinues(t *testing.T) {
+	var stream []byte
+	for i := range 5 {
+		stream = AppendFrame(stream, &LogEntry{Source: "stdout", TimeNano: int64(i + 1), Line: fmt.Appendf(nil, "line %d", i)})
+	}
+	cut := len(stream) - 7 // inside the last frame
+	dec := NewDecoder(bytes.NewReader(stream[:cut]), 0)
+	n := 0
+	for {
+		var e LogEntry
+		if err := dec.Decode(&e); err != nil {
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("Decode: %v", err)
+			}
+			break
+		}
+		n++
+	}
+	pending, aligned := dec.Pending()
+	if n != 4 || !aligned {
+		t.Fatalf("decoded %d entries before the cut (want 4), aligned %v", n, aligned)
+	}
+	next := NewDecoder(io.MultiReader(bytes.NewReader(pending), bytes.NewReader(stream[cut:])), 0)
+	var e LogEntry
+	if err := next.Decode(&e); err != nil || string(e.Line) != "line 4" {
+		t.Fatalf("continued decoder: %q, %v", e.Line, err)
+	}
+}

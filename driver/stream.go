@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logferry/logferry/forward"
@@ -37,12 +38,15 @@ type containerFiles struct {
 // Driver.StopLogging or Driver.Close.
 type stream struct {
 	path  string
+	info  *Info
 	fifo  *fifo
 	files *containerFiles
 	attrs []byte
 	sinks []sink
 	log   *slog.Logger
 	done  chan struct{}
+	// keepState is set when the plugin stops while the container runs.
+	keepState atomic.Bool
 
 	dec *Decoder
 	// Scratch buffers reused for every entry.
@@ -70,7 +74,10 @@ func (s *stream) run() {
 			s.skipped++
 			s.errLog.log(s.log, "skipped a log frame", "error", err, "skipped", s.skipped)
 			continue
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, io.EOF),
+			errors.Is(err, io.ErrUnexpectedEOF) && s.keepState.Load():
+			// A frame cut short by a plugin stop is kept for the next
+			// process (Pending).
 			s.flush()
 			return
 		default:

@@ -36,6 +36,7 @@ func main() {
 func run() error {
 	socket := flag.String("socket", "/run/docker/plugins/logferry.sock", "unix socket to serve the plugin protocol on")
 	root := flag.String("root", envOr("LOGFERRY_ROOT", "/var/lib/logferry"), "directory that holds containers/<id>/<id>-json.log")
+	state := flag.String("state-dir", "/var/lib/logferry-state", "directory, inside the plugin, that keeps what a restarted plugin needs to reopen running containers' FIFOs")
 	level := flag.String("log-level", envOr("LOG_LEVEL", "info"), "plugin log level: debug, info, warn or error")
 	flag.Parse()
 
@@ -50,8 +51,9 @@ func run() error {
 		return err
 	}
 	d := driver.New(driver.Config{
-		Root:   *root,
-		Logger: log,
+		Root:     *root,
+		StateDir: *state,
+		Logger:   log,
 		// Secrets come from plugin settings (docker plugin set), never from
 		// --log-opt, which docker inspect shows to anyone.
 		Elasticsearch: elasticsearch.Credentials{
@@ -60,12 +62,18 @@ func run() error {
 			APIKey:   os.Getenv("ELASTICSEARCH_API_KEY"),
 		},
 	})
+	// Before serving: dockerd sends no StartLogging for the containers that
+	// were logging when the plugin stopped or crashed.
+	resumed, rerr := d.Recover()
+	if rerr != nil {
+		log.Error("recover streams", "error", rerr)
+	}
 	h := sdk.NewHandler(driver.Manifest)
 	d.Register(h)
 
 	served := make(chan error, 1)
 	go func() { served <- h.Serve(l) }()
-	log.Info("logferry started", "socket", *socket, "root", *root)
+	log.Info("logferry started", "socket", *socket, "root", *root, "resumed_streams", resumed)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
