@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Default bounds of a Queue.
@@ -41,29 +43,57 @@ type QueueConfig struct {
 	// MaxBytes is the most bytes (by EventSize) the queue holds; default
 	// DefaultQueueBytes.
 	MaxBytes int64
+	// Full is what Push does with an event that does not fit; default
+	// DropOldest. With Block, Push waits for room up to BlockTimeout
+	// (default DefaultBlockTimeout) each time the queue fills up, then
+	// drops new events without waiting until a Pop makes room.
+	Full         FullPolicy
+	BlockTimeout time.Duration
+}
+
+// Item is an event taken from a buffer (a Queue or a disk buffer), with
+// what its sink stored beside it and what it needs to acknowledge it.
+type Item struct {
+	Event
+	// Seq is the sink's own number for the event, stored with it so that
+	// a replay reproduces it (Elasticsearch: the event's place among the
+	// container's events of the same nanosecond, part of its _id).
+	Seq uint32
+	// Token identifies the item to its buffer's Ack; always 0 from a
+	// Queue, which forgets items as they are taken.
+	Token uint64
 }
 
 // Queue is a bounded in-memory FIFO of events between a producer that must
 // never wait (the path from a container's FIFO) and a sender that may
-// (the network). When full, Push drops the oldest events and counts them.
+// (the network). When full, Push drops the oldest events and counts them
+// (see QueueConfig.Full for the other policies).
 //
 // A Queue is safe for concurrent use by any number of producers and
 // consumers.
 type Queue struct {
-	maxEvents int
-	maxBytes  int64
+	maxEvents    int
+	maxBytes     int64
+	full         FullPolicy
+	blockTimeout time.Duration
 
 	// notify holds a token while events may be waiting, to wake one Pop.
 	notify chan struct{}
 
-	// mu guards ring, head, n, bytes, dropped and closed.
+	// mu guards every field below.
 	mu      sync.Mutex
-	ring    []Event // circular; see resizeLocked
-	head    int     // index of the oldest event in ring
-	n       int     // number of events in ring
-	bytes   int64   // sum of EventSize over the queued events
-	dropped uint64  // events dropped by Push since NewQueue
+	ring    []Item // circular; see resizeLocked
+	head    int    // index of the oldest event in ring
+	n       int    // number of events in ring
+	bytes   int64  // sum of EventSize over the queued events
+	dropped uint64 // events dropped by Push since NewQueue
 	closed  bool
+	// space, when not nil, is closed by the next Pop that makes room, to
+	// wake a Push waiting under the Block policy.
+	space chan struct{}
+	// shedding is set when a Push waited BlockTimeout in vain: Pushes then
+	// drop without waiting until a Pop makes room.
+	shedding bool
 }
 
 // NewQueue returns an empty queue bounded by cfg.
@@ -74,27 +104,47 @@ func NewQueue(cfg QueueConfig) *Queue {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultQueueBytes
 	}
+	if cfg.BlockTimeout <= 0 {
+		cfg.BlockTimeout = DefaultBlockTimeout
+	}
 	return &Queue{
-		maxEvents: cfg.MaxEvents,
-		maxBytes:  cfg.MaxBytes,
-		notify:    make(chan struct{}, 1),
+		maxEvents:    cfg.MaxEvents,
+		maxBytes:     cfg.MaxBytes,
+		full:         cfg.Full,
+		blockTimeout: cfg.BlockTimeout,
+		notify:       make(chan struct{}, 1),
 	}
 }
 
-// Push appends ev without ever blocking; the queue takes ownership of ev's
-// Line and Partial, so the caller must not reuse them. To make room it drops
-// the oldest events; an event bigger than MaxBytes on its own is dropped
-// instead. Push on a closed queue drops ev. It returns the number of events
+// Push appends ev; the queue takes ownership of ev's Line and Partial, so
+// the caller must not reuse them. When the queue is full it drops the
+// oldest events to make room (DropOldest), drops ev (DropNewest), or waits
+// for room at most BlockTimeout and then drops ev (Block); Push never
+// blocks otherwise. An event bigger than MaxBytes on its own is dropped,
+// as is every event pushed after Close. It returns the number of events
 // dropped by this call.
-func (q *Queue) Push(ev Event) (dropped int) {
-	size := int64(EventSize(&ev))
+func (q *Queue) Push(ev Event) (dropped int) { return q.PushItem(Item{Event: ev}) }
+
+// PushItem is Push for an event with its sink's Seq (it.Token is ignored).
+func (q *Queue) PushItem(it Item) (dropped int) {
+	size := int64(EventSize(&it.Event))
 	q.mu.Lock()
 	if q.closed || size > q.maxBytes {
 		q.dropped++
 		q.mu.Unlock()
 		return 1
 	}
-	for q.n > 0 && (q.n >= q.maxEvents || q.bytes+size > q.maxBytes) {
+	if q.full != DropOldest && q.fullLocked(size) {
+		if q.full == Block && !q.shedding {
+			q.waitLocked(size)
+		}
+		if q.closed || q.fullLocked(size) {
+			q.dropped++
+			q.mu.Unlock()
+			return 1
+		}
+	}
+	for q.fullLocked(size) {
 		q.popFrontLocked()
 		dropped++
 	}
@@ -102,12 +152,43 @@ func (q *Queue) Push(ev Event) (dropped int) {
 	if q.n == len(q.ring) {
 		q.resizeLocked(min(max(2*len(q.ring), 64), q.maxEvents))
 	}
-	q.ring[(q.head+q.n)%len(q.ring)] = ev
+	it.Token = 0
+	q.ring[(q.head+q.n)%len(q.ring)] = it
 	q.n++
 	q.bytes += size
 	q.mu.Unlock()
 	q.wake()
 	return dropped
+}
+
+// fullLocked reports whether an event of size bytes needs room made.
+func (q *Queue) fullLocked(size int64) bool {
+	return q.n > 0 && (q.n >= q.maxEvents || q.bytes+size > q.maxBytes)
+}
+
+// waitLocked waits, with q.mu held on entry and on return, until an event
+// of size bytes fits, the queue is closed, or BlockTimeout passes; in the
+// last case it starts shedding.
+func (q *Queue) waitLocked(size int64) {
+	timer := time.NewTimer(q.blockTimeout)
+	defer timer.Stop()
+	for !q.closed && q.fullLocked(size) {
+		if q.space == nil {
+			q.space = make(chan struct{})
+		}
+		space := q.space
+		q.mu.Unlock()
+		select {
+		case <-space:
+			q.mu.Lock()
+		case <-timer.C:
+			q.mu.Lock()
+			if q.fullLocked(size) {
+				q.shedding = true
+			}
+			return
+		}
+	}
 }
 
 // Pop waits until the queue holds at least one event and then moves up to
@@ -116,6 +197,23 @@ func (q *Queue) Push(ev Event) (dropped int) {
 // returns ctx.Err() if ctx ends first, and ErrQueueClosed once the queue is
 // closed and empty; events pushed before Close are still handed out.
 func (q *Queue) Pop(ctx context.Context, dst []Event, maxEvents, maxBytes int) ([]Event, error) {
+	err := q.pop(ctx, maxEvents, maxBytes, func(it Item) { dst = append(dst, it.Event) })
+	return dst, err
+}
+
+// Next is Pop for Items, the way a sink takes events from a buffer that
+// may also be a disk buffer: the queue forgets them as it hands them out,
+// so Ack has nothing to do.
+func (q *Queue) Next(ctx context.Context, dst []Item, maxEvents, maxBytes int) ([]Item, error) {
+	err := q.pop(ctx, maxEvents, maxBytes, func(it Item) { dst = append(dst, it) })
+	return dst, err
+}
+
+// Ack does nothing: a Queue forgets events as Pop or Next hands them out.
+// It is there for sinks that acknowledge what a disk buffer handed out.
+func (q *Queue) Ack(from, to uint64) {}
+
+func (q *Queue) pop(ctx context.Context, maxEvents, maxBytes int, take func(Item)) error {
 	if maxEvents <= 0 {
 		maxEvents = 1
 	}
@@ -124,33 +222,38 @@ func (q *Queue) Pop(ctx context.Context, dst []Event, maxEvents, maxBytes int) (
 		if q.n > 0 {
 			var taken int64
 			for i := 0; i < maxEvents && q.n > 0; i++ {
-				size := int64(EventSize(&q.ring[q.head]))
+				size := int64(EventSize(&q.ring[q.head].Event))
 				if i > 0 && taken+size > int64(maxBytes) {
 					break
 				}
 				taken += size
-				dst = append(dst, q.popFrontLocked())
+				take(q.popFrontLocked())
 			}
 			more := q.n > 0
 			if len(q.ring) > 64 && q.n < len(q.ring)/4 {
 				q.resizeLocked(len(q.ring) / 2)
 			}
+			if q.space != nil {
+				close(q.space)
+				q.space = nil
+			}
+			q.shedding = false
 			q.mu.Unlock()
 			if more {
 				q.wake() // another consumer may be waiting
 			}
-			return dst, nil
+			return nil
 		}
 		closed := q.closed
 		q.mu.Unlock()
 		if closed {
 			q.wake() // pass Close's wake-up on to the next waiter
-			return dst, ErrQueueClosed
+			return ErrQueueClosed
 		}
 		select {
 		case <-q.notify:
 		case <-ctx.Done():
-			return dst, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -160,6 +263,10 @@ func (q *Queue) Pop(ctx context.Context, dst []Event, maxEvents, maxBytes int) (
 func (q *Queue) Close() {
 	q.mu.Lock()
 	q.closed = true
+	if q.space != nil {
+		close(q.space) // a blocked Push drops its event
+		q.space = nil
+	}
 	q.mu.Unlock()
 	// Wake every waiter: each one that wakes re-signals while the queue is
 	// closed, so the token is passed along.
@@ -189,26 +296,85 @@ func (q *Queue) wake() {
 }
 
 // popFrontLocked removes and returns the oldest event; q.n must be > 0.
-func (q *Queue) popFrontLocked() Event {
-	ev := q.ring[q.head]
-	q.ring[q.head] = Event{} // let the line be collected
+func (q *Queue) popFrontLocked() Item {
+	it := q.ring[q.head]
+	q.ring[q.head] = Item{} // let the line be collected
 	q.head = (q.head + 1) % len(q.ring)
 	q.n--
-	q.bytes -= int64(EventSize(&ev))
+	q.bytes -= int64(EventSize(&it.Event))
 	if q.n == 0 {
 		q.head = 0
 	}
-	return ev
+	return it
 }
 
 // resizeLocked moves the queued events to a ring of size slots (>= q.n):
 // the ring doubles as it fills, up to maxEvents slots, and halves when
 // mostly empty, so a burst does not pin its memory.
 func (q *Queue) resizeLocked(size int) {
-	ring := make([]Event, size)
+	ring := make([]Item, size)
 	for i := range q.n {
 		ring[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
 	q.ring = ring
 	q.head = 0
+}
+
+// Budget is a byte limit shared by several buffers, such as the disk
+// buffers of every container and destination of the plugin. Buffers
+// reserve what they take and release what they free. A nil *Budget is no
+// limit. It is safe for concurrent use.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget returns a budget of max bytes.
+func NewBudget(max int64) *Budget { return &Budget{max: max} }
+
+// TryReserve takes n bytes if they are left and reports whether it did.
+func (b *Budget) TryReserve(n int64) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		used := b.used.Load()
+		if used+n > b.max && n > 0 {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// Reserve takes n bytes even past the limit: for what is already on disk,
+// such as a buffer found when a destination starts again.
+func (b *Budget) Reserve(n int64) {
+	if b != nil {
+		b.used.Add(n)
+	}
+}
+
+// Release gives back n bytes taken with TryReserve or Reserve.
+func (b *Budget) Release(n int64) {
+	if b != nil {
+		b.used.Add(-n)
+	}
+}
+
+// Used returns the bytes taken now.
+func (b *Budget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
+
+// Max returns the limit.
+func (b *Budget) Max() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.max
 }

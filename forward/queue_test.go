@@ -239,3 +239,70 @@ func BenchmarkQueuePushPop(b *testing.B) {
 		}
 	}
 }
+
+func TestQueueFullPolicies(t *testing.T) {
+	tests := []struct {
+		full      FullPolicy
+		wantLines []string
+	}{
+		{DropOldest, []string{"2", "3", "4"}},
+		{DropNewest, []string{"0", "1", "2"}},
+		{Block, []string{"0", "1", "2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.full.String(), func(t *testing.T) {
+			q := NewQueue(QueueConfig{MaxEvents: 3, Full: tc.full, BlockTimeout: 30 * time.Millisecond})
+			start := time.Now()
+			dropped := 0
+			for i := range 5 {
+				dropped += q.Push(ev(strconv.Itoa(i)))
+			}
+			elapsed := time.Since(start)
+			if dropped != 2 || q.Dropped() != 2 {
+				t.Errorf("dropped %d (Dropped %d), want 2", dropped, q.Dropped())
+			}
+			if tc.full == Block && (elapsed < 30*time.Millisecond || elapsed > time.Second) {
+				t.Errorf("pushing took %v: block waits once, then drops without waiting", elapsed)
+			}
+			got, _ := q.Pop(t.Context(), nil, 10, 1<<20)
+			if fmt.Sprint(lines(got)) != fmt.Sprint(tc.wantLines) {
+				t.Errorf("kept %q, want %q", lines(got), tc.wantLines)
+			}
+		})
+	}
+}
+
+func TestQueueBlockWaitsForPop(t *testing.T) {
+	q := NewQueue(QueueConfig{MaxEvents: 1, Full: Block, BlockTimeout: 10 * time.Second})
+	q.Push(ev("a"))
+	done := make(chan int)
+	go func() { done <- q.Push(ev("b")) }()
+	select {
+	case <-done:
+		t.Fatal("Push did not wait for room")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if got, _ := q.Pop(t.Context(), nil, 1, 1<<20); fmt.Sprint(lines(got)) != "[a]" {
+		t.Fatalf("popped %q", lines(got))
+	}
+	if d := <-done; d != 0 {
+		t.Errorf("Push dropped %d after a Pop made room", d)
+	}
+	// Close ends a wait: the event is dropped.
+	go func() { done <- q.Push(ev("c")) }()
+	time.Sleep(10 * time.Millisecond)
+	q.Close()
+	if d := <-done; d != 1 {
+		t.Errorf("Push during Close dropped %d, want 1", d)
+	}
+}
+
+func TestQueueItems(t *testing.T) {
+	q := NewQueue(QueueConfig{})
+	q.PushItem(Item{Event: ev("a"), Seq: 7, Token: 99})
+	items, err := q.Next(t.Context(), nil, 10, 1<<20)
+	if err != nil || len(items) != 1 || items[0].Seq != 7 || items[0].Token != 0 || string(items[0].Line) != "a" {
+		t.Errorf("Next = %+v, %v: want the seq kept and no token", items, err)
+	}
+	q.Ack(0, 1) // nothing to do, never fails
+}

@@ -37,6 +37,8 @@
 //	elasticsearch-tls-insecure-skip-verify  skip certificate verification, default false
 //	elasticsearch-template                  install an index template, default false
 //	log-format                              text (default) or json: add a JSON line's fields
+//	buffer-max-size                         disk buffer bound, default 64m (with Config.BufferDir)
+//	buffer-full                             drop-oldest (default), drop-newest or block
 //
 // The index pattern is evaluated on each entry's own time in UTC, with the
 // directives %Y (year), %y (2-digit year), %m (month), %d (day), %H (hour),
@@ -63,12 +65,23 @@
 //
 // # Delivery
 //
-// Send never blocks: events wait in a bounded forward.Queue that drops the
-// oldest when full. One goroutine encodes them in order into batches that
-// cfg.Workers goroutines send as _bulk requests. Each document is created
-// with an _id derived from the entry (container, time, stream, place among
-// entries of the same nanosecond, piece of a split line), so a retry or a
-// replay never indexes it twice: 409 counts as delivered. Documents answered
+// Send never blocks: events wait in a bounded buffer, on disk when the
+// driver gives the sink a BufferDir (package diskq), in memory otherwise;
+// when it is full, buffer-full drops the oldest (the default) or the
+// newest, or waits for room at most a second each time it fills up. One
+// goroutine encodes them in order into batches that cfg.Workers goroutines
+// send as _bulk requests. Each document is created with an _id derived
+// from the entry (container, time, stream, place among entries of the same
+// nanosecond, piece of a split line), so a retry or a replay never indexes
+// it twice: 409 counts as delivered. The place among entries of the same
+// nanosecond is numbered by Send and stored with the entry in the buffer,
+// so that a replay from disk, by a later sink, produces the same _id.
+//
+// With a disk buffer an entry is removed only once its document is
+// settled: created, already there (409), or refused for good and
+// dead-lettered. What is left when Close's deadline passes, or when the
+// plugin is killed, is sent first by the next sink created on the same
+// directory: exactly once into the index. Documents answered
 // 429 or 5xx are sent again with exponential backoff and jitter, as are
 // requests that fail as a whole (connection refused, timeout, 503, 401 ...).
 // Documents refused for good (mapping errors and other 4xx) are appended to

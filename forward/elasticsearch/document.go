@@ -54,6 +54,9 @@ type action struct {
 	doc   string
 	// size is what the action adds to the body: two lines and newlines.
 	size int
+	// tok is the buffer token of the event, to acknowledge once the
+	// document is settled (0 for a memory queue).
+	tok uint64
 }
 
 // actionOverhead is the length of `{"create":{"_index":"","_id":""}}` and

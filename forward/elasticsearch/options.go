@@ -118,10 +118,23 @@ type Config struct {
 	// are counted but no longer written. Default 64 MiB.
 	DeadLetterMaxSize int64
 	// QueueEvents and QueueBytes bound the events (and the bytes of their
-	// lines) waiting to be sent; past either, the oldest are dropped.
+	// lines) waiting in memory to be sent when there is no BufferDir; past
+	// either, Buffer.Full applies (by default the oldest are dropped).
 	// Defaults 10000 events and 8 MiB.
 	QueueEvents int
 	QueueBytes  int
+	// BufferDir, when set, is the directory of this container's disk
+	// buffer for this destination (see package diskq), set by the driver:
+	// events are written there and removed once Elasticsearch has them
+	// (created, already there, or refused for good and dead-lettered);
+	// what is left when the sink closes or the plugin dies is sent by the
+	// next sink created on the same directory, with the same _id. Empty
+	// (the default): events wait in memory only.
+	BufferDir string
+	// Buffer bounds the disk buffer (MaxSize, Budget) and sets the
+	// overflow policy (Full, also for the memory queue); ParseConfig
+	// fills it from buffer-max-size and buffer-full.
+	Buffer forward.BufferConfig
 	// RequestTimeout bounds one _bulk request. Default 30s.
 	RequestTimeout time.Duration
 	// RetryMin and RetryMax bound the exponential backoff (with jitter)
@@ -171,10 +184,15 @@ func (c Config) withDefaults() Config {
 
 // ParseConfig validates the elasticsearch options among a container's
 // --log-opt values. enabled is false when elasticsearch-url is not set;
-// other elasticsearch-* options are then refused. Keys of other packages
-// are ignored. Errors wrap forward.ErrInvalidOption and name the option,
-// its value and what is accepted.
+// other elasticsearch-* options are then refused. The buffer options
+// shared with the other destinations (forward.BufferKeys) are read into
+// cfg.Buffer, and checked even when the sink is off; other keys are
+// ignored. Errors wrap forward.ErrInvalidOption and name the option, its
+// value and what is accepted.
 func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
+	if cfg.Buffer, err = forward.ParseBufferOptions(opts); err != nil {
+		return Config{}, false, err
+	}
 	if v, ok := opts[KeyLogFormat]; ok {
 		switch v {
 		case LogFormatText, "":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/diskq"
 )
 
 // ErrClosed is returned by Close when the sink was already closed.
@@ -58,9 +59,12 @@ func (c Credentials) validate() error {
 
 // Stats counts what happened to the events given to Send. Every event ends
 // up in exactly one of Indexed, Duplicates, Rejected, Dropped and Unsent,
-// or is still Queued or in flight.
+// or is still Queued (without a disk buffer: or in flight).
 type Stats struct {
-	// Queued is the number of events waiting in the queue now.
+	// Queued is the number of events the buffer holds now: waiting in
+	// memory (not counting those in flight), or, with a disk buffer,
+	// every event not yet settled, those in flight included (after
+	// Close: those kept on disk for the next sink).
 	Queued int
 	// Indexed counts documents Elasticsearch created.
 	Indexed uint64
@@ -77,11 +81,23 @@ type Stats struct {
 	// the dead-letter file.
 	Rejected     uint64
 	DeadLettered uint64
-	// Dropped counts events dropped because the queue was full (the
-	// oldest go first) or because they were sent after Close.
+	// Dropped counts events dropped by the full buffer (buffer-full: by
+	// default the oldest go first) or because they were sent after Close.
 	Dropped uint64
-	// Unsent counts events still undelivered when Close gave up.
+	// Unsent counts events still undelivered when Close gave up, without
+	// a disk buffer (with one they stay on disk, in Queued).
 	Unsent uint64
+	// BufferQueueLength and BufferTotalQueuedSize are what the buffer
+	// holds, in events (Queued) and bytes (forward.EventSize in memory;
+	// the files and write buffer on disk), and RetryCount the _bulk
+	// requests sent again (a failed request, or documents answered 429 or
+	// 5xx): the names of Fluentd's monitor_agent, for the metrics.
+	BufferQueueLength     int
+	BufferTotalQueuedSize int64
+	RetryCount            uint64
+	// Corrupt counts regions of the disk buffer skipped because they were
+	// torn or failed their checksum (their events are lost, uncounted).
+	Corrupt uint64
 }
 
 // Sink sends the events of one container to Elasticsearch as documents.
@@ -95,7 +111,9 @@ type Sink struct {
 	container forward.Container
 	log       *slog.Logger
 	limit     *logLimiter
-	queue     *forward.Queue
+	queue     buffer         // mem or disk
+	mem       *forward.Queue // nil with a disk buffer
+	disk      *diskq.Queue   // nil without
 	dial      dialFunc
 	// transport is closed after the goroutines stop, so that no idle
 	// connection outlives the sink.
@@ -116,15 +134,32 @@ type Sink struct {
 	dialSema chan struct{}
 	es       bulkClient
 
+	// seqMu guards seqs and keeps events in the buffer in the order of
+	// their numbers.
+	seqMu sync.Mutex
+	seqs  sequencer
+
 	indexed, duplicates, retries, requestFailures atomic.Uint64
-	rejected, deadLettered, unsent                atomic.Uint64
+	rejected, deadLettered, unsent, retryCount    atomic.Uint64
+}
+
+// buffer is what the batcher and workers need from the queue of events: a
+// forward.Queue in memory, or a diskq.Queue, whose events stay until
+// acknowledged.
+type buffer interface {
+	Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error)
+	Ack(from, to uint64)
+	Len() (events int, bytes int64)
+	Dropped() uint64
 }
 
 // New returns a sink for container c that has started sending in the
 // background. It checks cfg and creds and reads the TLS CA file, but never
 // touches the network: it connects once the first batch is ready, and
-// retries with backoff while Elasticsearch is unreachable. log receives
-// rate-limited errors; nil discards them.
+// retries with backoff while Elasticsearch is unreachable. With
+// cfg.BufferDir it opens the disk buffer there (see package diskq), whose
+// earlier contents are sent first; if it cannot, it logs why and keeps
+// events in memory. log receives rate-limited errors; nil discards them.
 func New(cfg Config, creds Credentials, c forward.Container, log *slog.Logger) (*Sink, error) {
 	if err := creds.validate(); err != nil {
 		return nil, err
@@ -159,19 +194,36 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("sink", "elasticsearch", "container", shortID(c.ID))
-	return &Sink{
+	s := &Sink{
 		cfg:       cfg,
 		pattern:   p,
 		container: c,
 		log:       log,
 		limit:     newLogLimiter(log, cfg.ErrorLogInterval),
-		queue:     forward.NewQueue(forward.QueueConfig{MaxEvents: cfg.QueueEvents, MaxBytes: int64(cfg.QueueBytes)}),
 		dial:      dial,
 		dead:      &deadLetter{path: cfg.DeadLetterPath, max: cfg.DeadLetterMaxSize},
 		done:      make(chan struct{}),
 		closing:   make(chan struct{}),
 		dialSema:  make(chan struct{}, 1),
-	}, nil
+	}
+	if cfg.BufferDir != "" {
+		// A buffer that cannot be opened must not fail the container's
+		// start: events then wait in memory, as without one.
+		d, err := diskq.Open(diskq.Config{Dir: cfg.BufferDir, Buffer: cfg.Buffer, Log: log})
+		if err != nil {
+			log.Error("cannot open the disk buffer, keeping events in memory only", "dir", cfg.BufferDir, "err", err)
+		} else {
+			s.disk, s.queue = d, d
+		}
+	}
+	if s.disk == nil {
+		s.mem = forward.NewQueue(forward.QueueConfig{
+			MaxEvents: cfg.QueueEvents, MaxBytes: int64(cfg.QueueBytes),
+			Full: cfg.Buffer.Full, BlockTimeout: cfg.Buffer.BlockTimeout,
+		})
+		s.queue = s.mem
+	}
+	return s, nil
 }
 
 func (s *Sink) start() {
@@ -180,50 +232,99 @@ func (s *Sink) start() {
 	go s.run(ctx)
 }
 
-// Send queues a copy of ev without blocking. When the queue is full the
-// oldest events are dropped and counted; after Close, ev itself is.
+// Send queues a copy of ev, numbered among the events of its nanosecond
+// (part of its _id). It never waits for the network or the disk (a disk
+// buffer's writes are made by its own goroutine). When the buffer is full,
+// buffer-full applies: the oldest events are dropped (the default), or ev,
+// or Send waits for room for at most the block timeout; drops are
+// counted. After Close, ev itself is dropped.
 func (s *Sink) Send(ev *forward.Event) {
-	cp := forward.Event{Time: ev.Time, Source: ev.Source, Line: bytes.Clone(ev.Line)}
-	if ev.Partial != nil {
-		p := *ev.Partial
-		cp.Partial = &p
+	var n int
+	if s.disk != nil {
+		s.seqMu.Lock()
+		n = s.disk.Append(ev, s.seqs.next(ev.Time))
+		s.seqMu.Unlock()
+	} else {
+		cp := forward.Event{Time: ev.Time, Source: ev.Source, Line: bytes.Clone(ev.Line)}
+		if ev.Partial != nil {
+			p := *ev.Partial
+			cp.Partial = &p
+		}
+		s.seqMu.Lock()
+		n = s.mem.PushItem(forward.Item{Event: cp, Seq: s.seqs.next(ev.Time)})
+		s.seqMu.Unlock()
 	}
-	if n := s.queue.Push(cp); n > 0 {
+	if n > 0 {
 		select {
 		case <-s.closing:
 		default:
-			s.limit.error("queue", "elasticsearch is not keeping up: dropped the oldest events", "dropped", s.queue.Dropped())
+			msg := "elasticsearch is not keeping up: dropped events"
+			if s.cfg.Buffer.Full == forward.DropOldest {
+				msg = "elasticsearch is not keeping up: dropped the oldest events"
+			}
+			s.limit.error("queue", msg, "dropped", s.queue.Dropped())
 		}
 	}
 }
 
 // Stats returns the sink's counters.
 func (s *Sink) Stats() Stats {
-	queued, _ := s.queue.Len()
-	return Stats{
-		Queued:          queued,
+	st := Stats{
 		Indexed:         s.indexed.Load(),
 		Duplicates:      s.duplicates.Load(),
 		Retries:         s.retries.Load(),
 		RequestFailures: s.requestFailures.Load(),
 		Rejected:        s.rejected.Load(),
 		DeadLettered:    s.deadLettered.Load(),
-		Dropped:         s.queue.Dropped(),
 		Unsent:          s.unsent.Load(),
+		RetryCount:      s.retryCount.Load(),
+	}
+	if s.disk != nil {
+		ds := s.disk.Stats()
+		st.Queued, st.BufferTotalQueuedSize, st.Dropped, st.Corrupt = ds.Events, ds.Bytes, ds.Dropped, ds.Corrupt
+	} else {
+		st.Queued, st.BufferTotalQueuedSize = s.mem.Len()
+		st.Dropped = s.mem.Dropped()
+	}
+	st.BufferQueueLength = st.Queued
+	return st
+}
+
+// abandon accounts for n events not delivered when the sink stops hard: in
+// memory they are lost (Unsent); on disk they stay, unacknowledged, for the
+// next sink.
+func (s *Sink) abandon(n int) {
+	if s.disk == nil {
+		s.unsent.Add(uint64(n))
+	}
+}
+
+// ack acknowledges the events of batch to the buffer, once each of them is
+// settled: created, already there, or rejected for good.
+func (s *Sink) ack(batch []action) {
+	if len(batch) > 0 {
+		s.queue.Ack(batch[0].tok, batch[len(batch)-1].tok+1)
 	}
 }
 
 // Close stops taking events, sends what is queued and waits for the sink's
-// goroutines. When ctx ends first, the requests in flight are abandoned,
-// the events not delivered are counted in Stats.Unsent and Close returns
-// an error wrapping ctx's. Calls after the first wait the same way and
-// return ErrClosed.
+// goroutines. When ctx ends first, the requests in flight are abandoned;
+// without a disk buffer the events not delivered are counted in
+// Stats.Unsent and Close returns an error wrapping ctx's, with one they
+// stay on disk for the next sink created on the same BufferDir (and the
+// error reports only what could not be written there; the buffer's last
+// write and fsync are not bounded by ctx). Calls after the first wait the
+// same way and return ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
 		close(s.closing)
-		s.queue.Close()
+		if s.disk != nil {
+			s.disk.CloseWrite()
+		} else {
+			s.mem.Close()
+		}
 	})
 	var err error
 	select {
@@ -244,7 +345,9 @@ func (s *Sink) Close(ctx context.Context) error {
 }
 
 // sequencer numbers the events of a stream that share a time, in the
-// order the batcher pops them, which is the order of Send.
+// order of Send. The number is stored with the event in the buffer, so
+// that a replay (from the disk buffer, by a later sink) gives it the same
+// _id.
 type sequencer struct {
 	// recent are the latest distinct times and how many events had each;
 	// a few, because stdout and stderr may interleave.
@@ -282,15 +385,25 @@ func (s *Sink) run(ctx context.Context) {
 	}
 	wg.Wait()
 
-	// Only after a hard stop can events be left. A done context makes Pop
-	// hand out what is there without waiting.
-	done, stop := context.WithCancel(context.Background())
-	stop()
-	for {
-		evs, err := s.queue.Pop(done, nil, 1<<16, 1<<30)
-		s.unsent.Add(uint64(len(evs)))
-		if err != nil {
-			break
+	if s.disk != nil {
+		// What is left stays on disk for the next sink.
+		if err := s.disk.Close(); err != nil {
+			s.log.Error("close disk buffer", "err", err)
+		}
+		if n, _ := s.disk.Len(); n > 0 {
+			s.log.Info("events kept in the disk buffer for the next sink", "events", n)
+		}
+	} else {
+		// Only after a hard stop can events be left. A done context makes
+		// Pop hand out what is there without waiting.
+		done, stop := context.WithCancel(context.Background())
+		stop()
+		for {
+			evs, err := s.mem.Pop(done, nil, 1<<16, 1<<30)
+			s.unsent.Add(uint64(len(evs)))
+			if err != nil {
+				break
+			}
 		}
 	}
 	if s.es != nil {
@@ -315,14 +428,13 @@ func (s *Sink) run(ctx context.Context) {
 func (s *Sink) batch(ctx context.Context, batches chan<- []action) {
 	defer close(batches)
 	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
-	var seqs sequencer
 	var (
-		evs   []forward.Event
+		evs   []forward.Item
 		carry []action // encoded but over the size of the batch before
 		batch []action
 		size  int
 	)
-	lost := func() { s.unsent.Add(uint64(len(batch) + len(carry))) }
+	lost := func() { s.abandon(len(batch) + len(carry)) }
 	for {
 		batch, size = nil, 0
 		for len(carry) > 0 && len(batch) < s.cfg.BulkActions && (len(batch) == 0 || size+carry[0].size <= s.cfg.BulkSize) {
@@ -343,11 +455,12 @@ func (s *Sink) batch(ctx context.Context, batches chan<- []action) {
 				popCtx, cancel = context.WithDeadline(ctx, deadline)
 			}
 			var err error
-			evs, err = s.queue.Pop(popCtx, evs[:0], s.cfg.BulkActions-len(batch), s.cfg.BulkSize-size)
+			evs, err = s.queue.Next(popCtx, evs[:0], s.cfg.BulkActions-len(batch), s.cfg.BulkSize-size)
 			cancel()
 			for i := range evs {
-				a := enc.encode(&item{ev: evs[i], seq: seqs.next(evs[i].Time)})
-				evs[i] = forward.Event{}
+				a := enc.encode(&item{ev: evs[i].Event, seq: evs[i].Seq})
+				a.tok = evs[i].Token
+				evs[i] = forward.Item{} // a disk buffer reuses the line
 				if len(carry) > 0 || (len(batch) > 0 && size+a.size > s.cfg.BulkSize) {
 					carry = append(carry, a)
 					continue
@@ -386,10 +499,12 @@ func (s *Sink) work(ctx context.Context, batches <-chan []action) {
 	for batch := range batches {
 		es, ok := s.client(ctx)
 		if !ok {
-			s.unsent.Add(uint64(len(batch)))
+			s.abandon(len(batch))
 			continue // drain: the batcher stops at ctx's end
 		}
-		s.deliver(ctx, es, batch)
+		if s.deliver(ctx, es, batch) {
+			s.ack(batch)
+		}
 	}
 }
 
@@ -452,18 +567,18 @@ func (s *Sink) installTemplate(ctx context.Context) {
 }
 
 // deliver sends batch until every document is indexed, known to be there
-// (409) or rejected for good, or ctx ends. Documents answered 429 or 5xx
-// are sent again, alone, after a backoff; so is the whole batch when the
-// request fails.
-func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) {
+// (409) or rejected for good, and then reports true; or until ctx ends,
+// and then reports false. Documents answered 429 or 5xx are sent again,
+// alone, after a backoff; so is the whole batch when the request fails.
+func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool {
 	pending := batch
 	for attempt := 1; len(pending) > 0; attempt++ {
 		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		results, err := es.Bulk(reqCtx, pending)
 		cancel()
 		if ctx.Err() != nil {
-			s.unsent.Add(uint64(len(pending)))
-			return
+			s.abandon(len(pending))
+			return false
 		}
 		if err != nil {
 			status := 0
@@ -474,16 +589,16 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) {
 			switch {
 			case status == http.StatusRequestEntityTooLarge && len(pending) > 1:
 				half := len(pending) / 2
-				s.deliver(ctx, es, pending[:half])
-				s.deliver(ctx, es, pending[half:])
-				return
+				first := s.deliver(ctx, es, pending[:half])
+				return s.deliver(ctx, es, pending[half:]) && first
 			case !retryableRequest(status, len(pending)):
 				for i := range pending {
 					s.reject(&pending[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
 				}
-				return
+				return true
 			}
 			s.requestFailures.Add(1)
+			s.retryCount.Add(1)
 			s.limit.error("request", "bulk request failed, retrying", "err", err, "documents", len(pending))
 		} else {
 			retry := pending[:0]
@@ -501,17 +616,19 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) {
 			}
 			pending = retry
 			if len(pending) == 0 {
-				return
+				return true
 			}
 			s.retries.Add(uint64(len(pending)))
+			s.retryCount.Add(1)
 			s.limit.error("retry", "elasticsearch refused documents for now, retrying",
 				"documents", len(pending), "status", results[firstRetry(results)].status)
 		}
 		if !sleep(ctx, s.backoff(attempt)) {
-			s.unsent.Add(uint64(len(pending)))
-			return
+			s.abandon(len(pending))
+			return false
 		}
 	}
+	return true
 }
 
 func firstRetry(results []itemResult) int {

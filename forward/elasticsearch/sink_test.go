@@ -874,26 +874,26 @@ func TestResultHandling(t *testing.T) {
 		{"created", 2, then(func(a []action) ([]itemResult, error) { return all(2, 201), nil }),
 			Stats{Indexed: 2}, []int{2}},
 		{"429 and 503 retried alone", 3, then(func([]action) ([]itemResult, error) { return statuses(201, 429, 503), nil }),
-			Stats{Indexed: 3, Retries: 2}, []int{3, 2}},
+			Stats{Indexed: 3, Retries: 2, RetryCount: 1}, []int{3, 2}},
 		{"409 is delivered", 2, then(func([]action) ([]itemResult, error) { return statuses(409, 201), nil }),
 			Stats{Indexed: 1, Duplicates: 1}, []int{2}},
 		{"retried then 409", 1, func(call int, a []action) ([]itemResult, error) {
 			return statuses([]int{429, 409}[call]), nil
-		}, Stats{Duplicates: 1, Retries: 1}, []int{1, 1}},
+		}, Stats{Duplicates: 1, Retries: 1, RetryCount: 1}, []int{1, 1}},
 		{"mapping error not retried", 2, then(func([]action) ([]itemResult, error) { return statuses(400, 201), nil }),
 			Stats{Indexed: 1, Rejected: 1, DeadLettered: 1}, []int{2}},
 		{"404 item not retried", 1, then(func([]action) ([]itemResult, error) { return statuses(404), nil }),
 			Stats{Rejected: 1, DeadLettered: 1}, []int{1}},
 		{"missing item status retried", 1, then(func([]action) ([]itemResult, error) { return statuses(0), nil }),
-			Stats{Indexed: 1, Retries: 1}, []int{1, 1}},
+			Stats{Indexed: 1, Retries: 1, RetryCount: 1}, []int{1, 1}},
 		{"connection refused retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(0) }),
-			Stats{Indexed: 2, RequestFailures: 1}, []int{2, 2}},
+			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 		{"503 retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(503) }),
-			Stats{Indexed: 2, RequestFailures: 1}, []int{2, 2}},
+			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 		{"401 retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(401) }),
-			Stats{Indexed: 2, RequestFailures: 1}, []int{2, 2}},
+			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 		{"404 request retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(404) }),
-			Stats{Indexed: 2, RequestFailures: 1}, []int{2, 2}},
+			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 		{"400 request rejected", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(400) }),
 			Stats{Rejected: 2, DeadLettered: 2}, []int{2}},
 		{"413 split", 4, func(call int, a []action) ([]itemResult, error) {
@@ -903,7 +903,7 @@ func TestResultHandling(t *testing.T) {
 			return all(1, 201), nil
 		}, Stats{Indexed: 4}, []int{4, 2, 1, 1, 2, 1, 1}},
 		{"too few items retried", 2, then(func([]action) ([]itemResult, error) { return nil, &requestError{err: errors.New("1 item")} }),
-			Stats{Indexed: 2, RequestFailures: 1}, []int{2, 2}},
+			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

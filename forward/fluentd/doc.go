@@ -42,10 +42,13 @@
 //     unless fluentd-async is set, so `docker run` fails or hangs when
 //     Fluentd is down, and with fluentd-async a full buffer makes logging
 //     calls fail. logferry always connects in the background and keeps
-//     events in a bounded queue meanwhile (fluentd-buffer-limit events and
-//     fluentd-buffer-bytes bytes), dropping the oldest when full. So
-//     fluentd-async and fluentd-async-connect are accepted (and must be
-//     booleans) but change nothing.
+//     events in a bounded buffer meanwhile: on disk when the driver gives
+//     the Sink a BufferDir (buffer-max-size bytes), in memory otherwise
+//     (fluentd-buffer-limit events and fluentd-buffer-bytes bytes). When it
+//     is full, buffer-full says what to drop: the oldest (the default),
+//     the newest, or "block", which waits for room at most a second each
+//     time the buffer fills up. So fluentd-async and fluentd-async-connect
+//     are accepted (and must be booleans) but change nothing.
 //   - Batches: events go in PackedForward requests of up to
 //     fluentd-batch-size bytes, sent when full or fluentd-flush-interval
 //     after their first event; fluentd-mode=message sends one request per
@@ -75,7 +78,17 @@
 //
 // One goroutine per Sink sends; with several servers a second one checks
 // their health. A batch stays in memory, byte for byte, until it is written
-// (or acknowledged), so reconnecting or failing over never loses it; what
-// is lost is counted in Stats.Dropped: events pushed out of the full queue,
-// batches out of retries, and what is left when Close's deadline passes.
+// (or acknowledged), so reconnecting or failing over never loses it.
+//
+// With a disk buffer (Config.BufferDir, package diskq) every event is
+// written to disk by the buffer's own goroutine (Send never waits for the
+// disk) and removed only once its batch is written (without
+// fluentd-request-ack) or acknowledged (with it). What is left when Close's
+// deadline passes, or when the plugin is killed, stays on disk and is sent
+// first by the next Sink created on the same directory: at least once,
+// Fluentd may see events of the last unacknowledged batches twice.
+//
+// What is lost is counted in Stats.Dropped: events the full buffer
+// dropped, batches out of retries, and, without a disk buffer, what is
+// left when Close's deadline passes.
 package fluentd

@@ -23,6 +23,9 @@ type batch struct {
 	acked    []bool   // which requests are acknowledged (or written, without acks)
 	attempts int      // failed delivery attempts so far
 	buf      []byte
+	// ackFrom and ackTo are the buffer tokens of the batch's events, to
+	// acknowledge once it is delivered (0, 0 for a memory queue).
+	ackFrom, ackTo uint64
 }
 
 // size returns the encoded size of the requests still to be delivered.

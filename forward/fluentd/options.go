@@ -219,11 +219,23 @@ type Config struct {
 	// FlushInterval is the longest an event waits for its batch to fill;
 	// default DefaultFlushInterval (1s).
 	FlushInterval time.Duration
-	// QueueEvents and QueueBytes bound the events waiting to be sent
-	// (forward.EventSize bytes); the oldest are dropped beyond. Defaults
+	// QueueEvents and QueueBytes bound the events waiting in memory to be
+	// sent (forward.EventSize bytes) when there is no BufferDir; beyond,
+	// Buffer.Full applies (by default the oldest are dropped). Defaults
 	// forward.DefaultQueueEvents and forward.DefaultQueueBytes (8 MiB).
 	QueueEvents int
 	QueueBytes  int64
+	// BufferDir, when set, is the directory of this container's disk
+	// buffer for this destination (see package diskq), set by the driver:
+	// events are written there and removed once Fluentd has them (written,
+	// or acknowledged with RequestAck), and what is left when the Sink
+	// closes or the plugin dies is sent by the next Sink created on the
+	// same directory. Empty (the default): events wait in memory only.
+	BufferDir string
+	// Buffer bounds the disk buffer (MaxSize, Budget) and sets the
+	// overflow policy (Full, also for the memory queue); ParseConfig
+	// fills it from buffer-max-size and buffer-full.
+	Buffer forward.BufferConfig
 	// RetryWait is the first wait after a failed attempt; each further
 	// consecutive failure waits 1.5 times longer, up to MaxRetryWait.
 	// Defaults DefaultRetryWait (1s) and DefaultMaxRetryWait (1m).
@@ -320,6 +332,7 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 		}
 	}
 	p := parser{opts: opts}
+	cfg.Buffer, p.err = forward.ParseBufferOptions(opts)
 	if enabled {
 		cfg.Servers, err = parseAddresses(addr)
 		if err != nil {

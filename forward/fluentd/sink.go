@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/diskq"
 )
 
 // ErrClosed is returned by Close when the Sink is already closed.
@@ -25,18 +26,31 @@ type Stats struct {
 	// Emitted counts events delivered: acknowledged by Fluentd with
 	// fluentd-request-ack, written to the connection without.
 	Emitted uint64
-	// Dropped counts events lost: pushed out of the full queue, in a batch
-	// that ran out of retries, sent after Close, or still undelivered when
-	// Close's deadline passed.
+	// Dropped counts events lost: dropped by the full buffer
+	// (buffer-full), in a batch that ran out of retries, sent after Close,
+	// or, without a disk buffer, still undelivered when Close's deadline
+	// passed (with one, they stay on disk for the next Sink).
 	Dropped uint64
 	// Retries counts requests sent again after a failed attempt. With
 	// acknowledgements, Fluentd may have received some of them twice
 	// (at-least-once delivery).
 	Retries uint64
-	// QueuedEvents and QueuedBytes are what waits in the queue now (bytes
-	// as forward.EventSize counts them), not counting the batch in flight.
+	// QueuedEvents and QueuedBytes are what the buffer holds now. In
+	// memory: the events waiting (bytes as forward.EventSize counts
+	// them), not counting the batch in flight. On disk: every event not
+	// yet delivered, the batch in flight included, and the bytes of the
+	// buffer's files and write buffer.
 	QueuedEvents int
 	QueuedBytes  int64
+	// BufferQueueLength, BufferTotalQueuedSize and RetryCount are
+	// QueuedEvents, QueuedBytes and Retries under the names of Fluentd's
+	// monitor_agent (buffer_queue_length counts events here, not chunks).
+	BufferQueueLength     int
+	BufferTotalQueuedSize int64
+	RetryCount            uint64
+	// Corrupt counts regions of the disk buffer skipped because they were
+	// torn or failed their checksum (their events are lost, uncounted).
+	Corrupt uint64
 }
 
 // Sink forwards one container's events to Fluentd. Send hands events to a
@@ -46,12 +60,18 @@ type Stats struct {
 //
 // All methods are safe for concurrent use.
 type Sink struct {
-	cfg     Config
-	log     *rateLog
-	q       *forward.Queue
-	merger  *forward.Merger // nil without partial-merge
-	enc     *encoder        // used by the sender goroutine only
-	servers []*server
+	cfg  Config
+	log  *rateLog
+	q    buffer         // mem or disk
+	mem  *forward.Queue // nil with a disk buffer
+	disk *diskq.Queue   // nil without
+	// items, tokFrom and tokTo are the sender's: the items of the last
+	// Next, and the tokens of the events of the batch being built.
+	items          []forward.Item
+	tokFrom, tokTo uint64
+	merger         *forward.Merger // nil without partial-merge
+	enc            *encoder        // used by the sender goroutine only
+	servers        []*server
 
 	closed atomic.Bool
 	// active is the index in servers of the connected server, -1 for none.
@@ -71,11 +91,23 @@ type Sink struct {
 	undelivered atomic.Uint64
 }
 
+// buffer is what the sender needs from the queue of events: a
+// forward.Queue in memory, or a diskq.Queue, whose events stay until
+// acknowledged.
+type buffer interface {
+	Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error)
+	Ack(from, to uint64)
+	Len() (events int, bytes int64)
+	Dropped() uint64
+}
+
 // New returns a Sink forwarding events of container c with the tag c.Tag
 // (the first 12 characters of c.ID when empty). It never touches the
 // network: connecting happens in the background, and events wait in the
-// queue meanwhile. log receives the Sink's own (rate-limited) messages; nil
-// discards them.
+// queue meanwhile. With cfg.BufferDir it opens the disk buffer there (see
+// package diskq), whose earlier contents are sent first; if it cannot, it
+// logs why and keeps events in memory. log receives the Sink's own
+// (rate-limited) messages; nil discards them.
 func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Gzip && cfg.Mode != ModePackedForward {
@@ -103,12 +135,28 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	s := &Sink{
 		cfg:        cfg,
 		log:        newRateLog(log, 30*time.Second),
-		q:          forward.NewQueue(forward.QueueConfig{MaxEvents: cfg.QueueEvents, MaxBytes: cfg.QueueBytes}),
 		enc:        newEncoder(cfg, c),
 		servers:    servers,
 		wake:       make(chan struct{}, 1),
 		senderDone: make(chan struct{}),
 		mergeDone:  make(chan struct{}),
+	}
+	if cfg.BufferDir != "" {
+		// A buffer that cannot be opened must not fail the container's
+		// start: events then wait in memory, as without one.
+		d, err := diskq.Open(diskq.Config{Dir: cfg.BufferDir, Buffer: cfg.Buffer, Log: log})
+		if err != nil {
+			log.Error("cannot open the disk buffer, keeping events in memory only", "dir", cfg.BufferDir, "error", err)
+		} else {
+			s.disk, s.q = d, d
+		}
+	}
+	if s.disk == nil {
+		s.mem = forward.NewQueue(forward.QueueConfig{
+			MaxEvents: cfg.QueueEvents, MaxBytes: cfg.QueueBytes,
+			Full: cfg.Buffer.Full, BlockTimeout: cfg.Buffer.BlockTimeout,
+		})
+		s.q = s.mem
 	}
 	s.active.Store(-1)
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -141,9 +189,11 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	return s, nil
 }
 
-// Send queues a copy of ev for Fluentd and returns at once. When the queue
-// is full, the oldest queued events are dropped (and counted); after Close,
-// ev is dropped.
+// Send queues a copy of ev for Fluentd and returns at once: it never waits
+// for the network or the disk (a disk buffer's writes are made by its own
+// goroutine). When the buffer is full, buffer-full applies: the oldest
+// events are dropped (the default), or ev, or Send waits for room for at
+// most the block timeout; drops are counted. After Close, ev is dropped.
 func (s *Sink) Send(ev *forward.Event) {
 	if s.closed.Load() {
 		s.dropped.Add(1)
@@ -151,6 +201,10 @@ func (s *Sink) Send(ev *forward.Event) {
 	}
 	if s.merger != nil {
 		s.merger.Add(ev, s.push)
+		return
+	}
+	if s.disk != nil {
+		s.warnDropped(s.disk.Append(ev, 0))
 		return
 	}
 	out := *ev
@@ -164,15 +218,36 @@ func (s *Sink) Send(ev *forward.Event) {
 
 // push queues an event the Sink owns.
 func (s *Sink) push(ev forward.Event) {
-	if n := s.q.Push(ev); n > 0 {
-		s.log.warn("queue", "queue full, dropped the oldest events", "dropped_total", s.q.Dropped())
+	if s.disk != nil {
+		s.warnDropped(s.disk.Append(&ev, 0))
+		return
+	}
+	s.warnDropped(s.mem.Push(ev))
+}
+
+func (s *Sink) warnDropped(n int) {
+	if n > 0 {
+		s.log.warn("queue", "buffer full, dropped events", "policy", s.cfg.Buffer.Full.String(), "dropped_total", s.q.Dropped())
 	}
 }
 
+// closeWrite makes the buffer refuse new events and lets the sender take
+// what it holds to the end.
+func (s *Sink) closeWrite() {
+	if s.disk != nil {
+		s.disk.CloseWrite()
+		return
+	}
+	s.mem.Close()
+}
+
 // Close stops the Sink. It forwards what it can (pieces held for merging,
-// queued events, the batch in flight) until ctx is done, then drops the
-// rest, stops its goroutines and waits for them. The error reports events
-// left undelivered. Later calls return ErrClosed.
+// queued events, the batch in flight) until ctx is done, then stops its
+// goroutines and waits for them. Without a disk buffer what is left is
+// dropped, and the error reports it; with one it stays on disk, for the
+// next Sink created on the same BufferDir, and the error reports only what
+// could not be written there (the buffer's last write and fsync are not
+// bounded by ctx). Later calls return ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -182,7 +257,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	if s.merger != nil {
 		s.merger.Flush(s.push)
 	}
-	s.q.Close()
+	s.closeWrite()
 	if s.merger != nil {
 		// Pieces a concurrent Send added after the first Flush: dropped by
 		// the closed queue, and so counted.
@@ -196,9 +271,19 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.stopRun()
 	s.wg.Wait()
+	if s.disk != nil {
+		err := s.disk.Close()
+		if n, _ := s.disk.Len(); n > 0 {
+			s.log.info("close", "events kept in the disk buffer for the next sink", "events", n)
+		}
+		if err != nil {
+			return fmt.Errorf("fluentd: %w", err)
+		}
+		return nil
+	}
 	left := 0
 	for {
-		evs, err := s.q.Pop(context.Background(), nil, math.MaxInt, math.MaxInt)
+		evs, err := s.mem.Pop(context.Background(), nil, math.MaxInt, math.MaxInt)
 		if err != nil {
 			break
 		}
@@ -218,14 +303,17 @@ func (s *Sink) Close(ctx context.Context) error {
 
 // Stats returns the Sink's counters.
 func (s *Sink) Stats() Stats {
-	events, bytes := s.q.Len()
-	return Stats{
-		Emitted:      s.emitted.Load(),
-		Dropped:      s.dropped.Load() + s.q.Dropped(),
-		Retries:      s.retries.Load(),
-		QueuedEvents: events,
-		QueuedBytes:  bytes,
+	st := Stats{Emitted: s.emitted.Load(), Retries: s.retries.Load()}
+	if s.disk != nil {
+		ds := s.disk.Stats()
+		st.QueuedEvents, st.QueuedBytes, st.Dropped, st.Corrupt = ds.Events, ds.Bytes, ds.Dropped, ds.Corrupt
+	} else {
+		st.QueuedEvents, st.QueuedBytes = s.mem.Len()
+		st.Dropped = s.mem.Dropped()
 	}
+	st.Dropped += s.dropped.Load()
+	st.BufferQueueLength, st.BufferTotalQueuedSize, st.RetryCount = st.QueuedEvents, st.QueuedBytes, st.Retries
+	return st
 }
 
 // expireMerges forwards lines whose pieces stopped coming.
@@ -264,6 +352,7 @@ func (s *Sink) run(ctx context.Context) {
 		}
 		err := s.deliver(ctx, &l, b)
 		if err == nil {
+			s.q.Ack(b.ackFrom, b.ackTo)
 			have, fails = false, 0
 			continue
 		}
@@ -276,6 +365,7 @@ func (s *Sink) run(ctx context.Context) {
 		if b.attempts > s.cfg.MaxRetries {
 			s.log.error("retries", "dropping a batch after too many failed attempts", "events", b.pendingEvents(), "attempts", b.attempts, "error", err)
 			s.dropped.Add(uint64(b.pendingEvents()))
+			s.q.Ack(b.ackFrom, b.ackTo) // given up on: off the disk too
 			have = false
 		} else {
 			s.log.warn("send", "cannot deliver to Fluentd, will retry", "attempt", b.attempts, "error", err)
@@ -296,8 +386,12 @@ func (s *Sink) run(ctx context.Context) {
 	}
 }
 
-// lose counts the undelivered events of b as dropped.
+// lose gives up on b at a hard stop: in memory its undelivered events are
+// dropped and counted; with a disk buffer they stay there, unacknowledged.
 func (s *Sink) lose(b *batch) {
+	if s.disk != nil {
+		return
+	}
 	n := uint64(b.pendingEvents())
 	s.dropped.Add(n)
 	s.undelivered.Add(n)
@@ -328,29 +422,32 @@ func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
 // fill waits for events and encodes them into b: as many as arrive within
 // the flush interval of the first one, up to the batch size.
 func (s *Sink) fill(ctx context.Context, b *batch) error {
-	var evs []forward.Event
 	for s.enc.count() == 0 {
 		var err error
-		evs, err = s.q.Pop(ctx, evs[:0], maxBatchEvents, s.cfg.BatchSize)
+		s.items, err = s.q.Next(ctx, s.items[:0], maxBatchEvents, s.cfg.BatchSize)
 		if err != nil {
+			s.ackUnencoded()
 			return err
 		}
-		s.encode(evs)
+		s.encode(s.items)
 		linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
 		for s.enc.size() < s.cfg.BatchSize && s.enc.count() < maxBatchEvents {
-			evs, err = s.q.Pop(linger, evs[:0], maxBatchEvents-s.enc.count(), s.cfg.BatchSize-s.enc.size())
+			s.items, err = s.q.Next(linger, s.items[:0], maxBatchEvents-s.enc.count(), s.cfg.BatchSize-s.enc.size())
 			if err != nil {
 				break
 			}
-			s.encode(evs)
+			s.encode(s.items)
 		}
 		cancel()
 	}
 	if err := ctx.Err(); err != nil {
-		n := uint64(s.enc.count())
-		s.dropped.Add(n)
-		s.undelivered.Add(n)
+		if s.disk == nil {
+			n := uint64(s.enc.count())
+			s.dropped.Add(n)
+			s.undelivered.Add(n)
+		} // else they stay on disk, unacknowledged
 		s.enc.reset()
+		s.tokFrom, s.tokTo = 0, 0
 		return err
 	}
 	if err := s.enc.finish(b); err != nil {
@@ -358,20 +455,39 @@ func (s *Sink) fill(ctx context.Context, b *batch) error {
 		s.log.error("encode", "cannot encode a batch", "error", err)
 		s.dropped.Add(uint64(s.enc.count()))
 		s.enc.reset()
+		s.ackUnencoded()
 		return s.fill(ctx, b)
 	}
+	b.ackFrom, b.ackTo = s.tokFrom, s.tokTo
+	s.tokFrom, s.tokTo = 0, 0
 	return nil
 }
 
-// encode adds evs to the batch being built and releases their lines.
-func (s *Sink) encode(evs []forward.Event) {
-	for i := range evs {
-		if err := s.enc.add(&evs[i]); err != nil {
+// ackUnencoded acknowledges the events taken for a batch that is not
+// built: all of them failed to encode and were counted as dropped.
+func (s *Sink) ackUnencoded() {
+	if s.enc.count() == 0 && s.tokTo != 0 {
+		s.q.Ack(s.tokFrom, s.tokTo)
+		s.tokFrom, s.tokTo = 0, 0
+	}
+}
+
+// encode adds items to the batch being built, noting their tokens, and
+// releases their lines (which a disk buffer reuses at the next Next).
+func (s *Sink) encode(items []forward.Item) {
+	for i := range items {
+		if t := items[i].Token; t != 0 {
+			if s.tokTo == 0 {
+				s.tokFrom = t
+			}
+			s.tokTo = t + 1
+		}
+		if err := s.enc.add(&items[i].Event); err != nil {
 			s.log.error("encode", "cannot encode an event", "error", err)
 			s.dropped.Add(1)
 		}
 	}
-	clear(evs)
+	clear(items)
 }
 
 // rateLog logs each kind of message at most once per interval, with a count

@@ -1,0 +1,753 @@
+package diskq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/logferry/logferry/forward"
+)
+
+// ErrClosed is returned by Close when the queue is already closed.
+var ErrClosed = errors.New("diskq: queue closed")
+
+// Defaults of Config.
+const (
+	DefaultWriteBuffer    = 1 << 20
+	DefaultSyncInterval   = time.Second
+	DefaultSyncBytes      = 4 << 20
+	DefaultRetryInterval  = time.Second
+	DefaultRescanInterval = 10 * time.Second
+	minSegmentSize        = 4 << 10
+	maxSegmentSize        = 8 << 20
+)
+
+// Config configures a Queue. The zero value, with Dir set, means the
+// defaults.
+type Config struct {
+	// Dir is the queue's directory, created if needed (mode 0750): one
+	// per container and destination. Queues opened on the same Dir, at
+	// once or one after the other, share what is in it; see the package
+	// documentation.
+	Dir string
+	// Buffer holds the size bound, the overflow policy and the shared
+	// budget (see forward.BufferConfig).
+	Buffer forward.BufferConfig
+	// SegmentSize is the size past which a segment file is closed and a
+	// new one started, and so the unit that drop-oldest drops; default
+	// Buffer.MaxSize/16, from 4 KiB to 8 MiB.
+	SegmentSize int64
+	// WriteBuffer bounds the bytes of entries waiting in memory to be
+	// written (Append never writes itself); default DefaultWriteBuffer
+	// (1 MiB). A single bigger entry is taken when nothing waits.
+	WriteBuffer int
+	// SyncInterval and SyncBytes: the segment being written is fsynced
+	// when SyncInterval has passed or SyncBytes were written since the
+	// last fsync, and when it is closed. Defaults 1s and 4 MiB.
+	SyncInterval time.Duration
+	SyncBytes    int64
+	// RetryInterval is the wait before writing again after a write
+	// failed (a full disk); default 1s.
+	RetryInterval time.Duration
+	// RescanInterval is how often Dir is checked for entries left by
+	// another queue that has since closed; default 10s.
+	RescanInterval time.Duration
+	// FS is the file system; default OSFS.
+	FS FS
+	// Log receives the queue's own messages; nil discards them.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Buffer.MaxSize <= 0 {
+		c.Buffer.MaxSize = forward.DefaultBufferMaxSize
+	}
+	if c.Buffer.BlockTimeout <= 0 {
+		c.Buffer.BlockTimeout = forward.DefaultBlockTimeout
+	}
+	if c.SegmentSize <= 0 {
+		c.SegmentSize = min(max(c.Buffer.MaxSize/16, minSegmentSize), maxSegmentSize)
+	}
+	if c.WriteBuffer <= 0 {
+		c.WriteBuffer = DefaultWriteBuffer
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.SyncBytes <= 0 {
+		c.SyncBytes = DefaultSyncBytes
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.RescanInterval <= 0 {
+		c.RescanInterval = DefaultRescanInterval
+	}
+	if c.FS == nil {
+		c.FS = OSFS{}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Stats are a Queue's counters.
+type Stats struct {
+	// Events is the number of entries held and not yet acknowledged:
+	// waiting in memory to be written, on disk, or handed out by Next.
+	Events int
+	// Bytes is what counts against Buffer.MaxSize: the segment files not
+	// yet deleted and the entries waiting in memory.
+	Bytes int64
+	// Segments is the number of segment files.
+	Segments int
+	// Dropped counts entries dropped: by the overflow policy, appended
+	// after CloseWrite, too big, in memory when Close gave up writing
+	// them, or in a file that could not be read.
+	Dropped uint64
+	// Corrupt counts regions of segment files skipped because they were
+	// not intact entries (torn writes, bad checksums, bad headers).
+	Corrupt uint64
+	// WriteErrors counts failed writes and fsyncs (a full disk).
+	WriteErrors uint64
+}
+
+// generation is the set of segment files one Queue appended to, in a
+// directory of its own under Config.Dir; a queue owns its generation and
+// the ones it adopted, and holds their locks.
+type generation struct {
+	id      uint64
+	dir     string
+	lock    io.Closer
+	own     bool
+	maxSeq  uint64 // highest segment number seen or created
+	ackFile File   // opened on the first write of the ack file; I/O goroutine only
+
+	// Guarded by Queue.mu.
+	live     int  // segments not deleted
+	ackDirty bool // acknowledgements since the ack file was written
+	removed  bool
+}
+
+// segment is one segment file. Its fields are guarded by Queue.mu; the
+// I/O goroutine alone changes size and records.
+type segment struct {
+	gen     *generation
+	seq     uint64
+	path    string
+	size    int64 // readable end: the header and the frames written
+	start   int64 // where reading began
+	records int   // intact entries in [start, size)
+	handed  int   // entries handed out by Next
+	acked   int   // entries acknowledged
+	rpos    int64 // where the reader is
+	commit  int64 // end of the acknowledged prefix
+	sealed  bool  // no more writes: its size is final
+	done    bool  // the reader passed its end
+	dropped bool  // dropped by drop-oldest; deleted soon
+	deleted bool
+}
+
+// handout is an entry handed out by Next, until it is acknowledged.
+type handout struct {
+	seg   *segment
+	end   int64
+	acked bool
+}
+
+// Queue is a disk-backed FIFO of events for one destination of one
+// container: Append encodes an event into a bounded memory buffer that a
+// goroutine of the queue writes to segment files; Next reads them back in
+// order, and Ack lets the queue delete them once the destination has them.
+// What is on disk outlives the process: a Queue opened later on the same
+// directory hands it out again. See the package documentation.
+//
+// Append, Ack, Len, Dropped, Stats, CloseWrite and Close are safe for
+// concurrent use; Next calls are serialised.
+type Queue struct {
+	cfg    Config
+	fs     FS
+	log    *slog.Logger
+	budget *forward.Budget
+	own    *generation
+
+	kick     chan struct{} // wakes the I/O goroutine
+	readWake chan struct{} // wakes a waiting Next
+	ready    chan struct{} // closed once the first adoption is done
+	stop     chan struct{} // closed by Close
+	done     chan struct{} // closed when the I/O goroutine returned
+
+	closeOnce sync.Once
+	closeErr  error
+	// crash is a test seam: set before stop is closed, it makes the I/O
+	// goroutine return as if the process had died (files closed, nothing
+	// flushed, synced or recorded).
+	crash bool
+
+	// readMu serialises Next and guards r.
+	readMu sync.Mutex
+	r      reader
+
+	// Owned by the I/O goroutine.
+	w writer
+
+	// mu guards every field below, and the fields of segments and
+	// generations that say so. It is never held during I/O.
+	mu          sync.Mutex
+	gens        []*generation
+	known       map[uint64]bool // generations owned or adopted
+	segs        []*segment      // live segments, in read order
+	active      *segment        // the segment being written, nil for none yet
+	pending     []byte          // frames waiting to be written, from pstart
+	pstart      int
+	pendingRecs int
+	writing     int64 // bytes of the frames the writer took, not yet written
+	writingRecs int
+	failing     bool  // the last write failed
+	used        int64 // live segments + pending + writing
+	ring        []handout
+	ringHead    int
+	ringBase    uint64 // token of ring[ringHead]
+	nextToken   uint64
+	closedW     bool
+	space       chan struct{} // closed when room is made, for Block
+	shedding    bool
+	dropped     uint64
+	corrupt     uint64
+	writeErrors uint64
+}
+
+// Open opens a queue in cfg.Dir: it creates the directory if needed and a
+// generation of its own in it, and starts the queue's goroutine, which
+// adopts what earlier queues left (reading it back before anything
+// appended now) and writes what Append takes. Open does not read the
+// existing files itself. Close stops the goroutine.
+func Open(cfg Config) (*Queue, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("diskq: no directory")
+	}
+	cfg = cfg.withDefaults()
+	q := &Queue{
+		cfg:       cfg,
+		fs:        cfg.FS,
+		log:       cfg.Log,
+		budget:    cfg.Buffer.Budget,
+		kick:      make(chan struct{}, 1),
+		readWake:  make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		known:     map[uint64]bool{},
+		ringBase:  1,
+		nextToken: 1,
+	}
+	own, err := q.createGeneration()
+	if err != nil {
+		return nil, err
+	}
+	q.own = own
+	q.gens = []*generation{own}
+	q.known[own.id] = true
+	go q.run()
+	return q, nil
+}
+
+const (
+	genPrefix = "gen-"
+	tmpPrefix = "tmp-"
+	segSuffix = ".seg"
+	lockName  = "lock"
+	ackName   = "ack"
+)
+
+func genName(id uint64) string  { return fmt.Sprintf("%s%016x", genPrefix, id) }
+func segName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, segSuffix) }
+
+// createGeneration makes the queue's own generation directory: it is
+// built and locked under a temporary name and renamed into place, so that
+// no other queue ever sees it unlocked.
+func (q *Queue) createGeneration() (*generation, error) {
+	var lastErr error
+	for attempt := range 20 {
+		if err := q.fs.MkdirAll(q.cfg.Dir, dirPerm); err != nil {
+			return nil, fmt.Errorf("diskq: create %s: %w", q.cfg.Dir, err)
+		}
+		ids, _, err := q.listGenerations()
+		if err != nil {
+			return nil, err
+		}
+		id := uint64(1)
+		if len(ids) > 0 {
+			id = ids[len(ids)-1] + 1
+		}
+		tmp := filepath.Join(q.cfg.Dir, fmt.Sprintf("%s%d-%d-%d", tmpPrefix, os.Getpid(), time.Now().UnixNano(), attempt))
+		if err := q.fs.Mkdir(tmp, dirPerm); err != nil {
+			lastErr = err
+			continue
+		}
+		lock, err := q.fs.Lock(filepath.Join(tmp, lockName))
+		if err != nil {
+			lastErr = err
+			_ = q.fs.Remove(tmp)
+			continue
+		}
+		dir := filepath.Join(q.cfg.Dir, genName(id))
+		if err := q.fs.Rename(tmp, dir); err != nil {
+			lastErr = err
+			_ = q.fs.Remove(filepath.Join(tmp, lockName))
+			_ = q.fs.Remove(tmp)
+			lock.Close()
+			continue
+		}
+		return &generation{id: id, dir: dir, lock: lock, own: true}, nil
+	}
+	return nil, fmt.Errorf("diskq: create a generation in %s: %w", q.cfg.Dir, lastErr)
+}
+
+// listGenerations returns the generation ids in Dir, sorted, and the
+// names of temporary directories older than an hour (left by a crash
+// while a queue was being opened).
+func (q *Queue) listGenerations() (ids []uint64, stale []string, err error) {
+	entries, err := q.fs.ReadDir(q.cfg.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("diskq: list %s: %w", q.cfg.Dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, genPrefix):
+			id, err := strconv.ParseUint(name[len(genPrefix):], 16, 64)
+			if err == nil && e.IsDir() {
+				ids = append(ids, id)
+			}
+		case strings.HasPrefix(name, tmpPrefix):
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				stale = append(stale, name)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, stale, nil
+}
+
+// Append encodes a copy of ev, with the sink's number seq, into the
+// buffer of entries waiting to be written, and returns at once: it never
+// does I/O. When the entry does not fit (Buffer.MaxSize, the shared
+// Budget, or WriteBuffer while the disk is slow or full), the overflow
+// policy applies: drop-oldest drops the oldest segment on disk, or, when
+// it is memory that is full (the disk does not keep up) or nothing on
+// disk can go, the oldest entry waiting in memory; drop-newest drops ev;
+// block waits for room up to Buffer.BlockTimeout once per stall. It
+// returns how many entries this call dropped, each counted in Dropped. In
+// steady state it does not allocate.
+func (q *Queue) Append(ev *forward.Event, seq uint32) (dropped int) {
+	need := frameSize(ev, seq)
+	q.mu.Lock()
+	if q.closedW || need-frameHeaderSize > MaxRecordSize || int64(need) > q.cfg.Buffer.MaxSize {
+		q.dropped++
+		q.mu.Unlock()
+		return 1
+	}
+	ok, n := q.roomLocked(need)
+	dropped += n
+	if !ok {
+		q.dropped++
+		q.mu.Unlock()
+		return dropped + 1
+	}
+	kick := len(q.pending) == q.pstart
+	q.pending = appendFrame(q.pending, ev, seq)
+	q.pendingRecs++
+	q.used += int64(need)
+	q.mu.Unlock()
+	if kick {
+		q.wakeWriter()
+	}
+	return dropped
+}
+
+// roomLocked makes room for an entry of need bytes, as the policy says,
+// and reserves it in the budget. ok is false if the entry must be
+// dropped; n is how many other entries were dropped for it.
+func (q *Queue) roomLocked(need int) (ok bool, n int) {
+	var deadline time.Time
+	for {
+		waiting := len(q.pending) - q.pstart
+		memFull := waiting > 0 && waiting+need > q.cfg.WriteBuffer
+		// Room for the headers of the segments that what waits may
+		// start: every segment closed for size holds SegmentSize bytes.
+		headers := headerSize * (1 + (q.writing+int64(waiting+need))/q.cfg.SegmentSize)
+		diskFull := q.used+int64(need)+headers > q.cfg.Buffer.MaxSize
+		if !memFull && !diskFull && q.budget.TryReserve(int64(need)) {
+			q.shedding = false // room again: the next time it fills, wait again
+			return true, n
+		}
+		switch q.cfg.Buffer.Full {
+		case forward.DropNewest:
+			return false, n
+		case forward.Block:
+			if q.shedding || q.closedW {
+				return false, n
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(q.cfg.Buffer.BlockTimeout)
+			}
+			if !q.waitRoomLocked(deadline) {
+				q.shedding = true
+				return false, n
+			}
+		default: // DropOldest
+			switch {
+			case memFull:
+				n += q.dropPendingLocked()
+			case q.dropSegmentLocked(&n):
+			case waiting > 0:
+				n += q.dropPendingLocked()
+			default:
+				return false, n // nothing of ours to drop: over the shared budget
+			}
+		}
+	}
+}
+
+// waitRoomLocked waits, with q.mu held on entry and on return, until room
+// may have been made; false when deadline passed or the queue closed.
+func (q *Queue) waitRoomLocked(deadline time.Time) bool {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	if q.space == nil {
+		q.space = make(chan struct{})
+	}
+	space := q.space
+	q.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	ok := false
+	select {
+	case <-space:
+		ok = true
+	case <-t.C:
+	case <-q.stop:
+	}
+	q.mu.Lock()
+	return ok && !q.closedW
+}
+
+// roomMadeLocked wakes Appends waiting for room, to look again.
+func (q *Queue) roomMadeLocked() {
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+}
+
+// dropPendingLocked drops the oldest entry waiting in memory.
+func (q *Queue) dropPendingLocked() int {
+	l := frameHeaderSize + int(binaryLE32(q.pending[q.pstart:]))
+	q.pstart += l
+	q.pendingRecs--
+	q.used -= int64(l)
+	q.budget.Release(int64(l))
+	q.dropped++
+	if q.pstart == len(q.pending) {
+		q.pending, q.pstart = q.pending[:0], 0
+	} else if q.pstart >= q.cfg.WriteBuffer/4 {
+		// Keep len(pending) near WriteBuffer, so that its capacity is
+		// kept, not regrown, at the next swap.
+		q.pending = q.pending[:copy(q.pending, q.pending[q.pstart:])]
+		q.pstart = 0
+	}
+	return 1
+}
+
+// dropSegmentLocked drops the oldest segment that holds entries, counting
+// in *n those not handed out yet; entries already handed out are in
+// flight and are neither dropped nor counted. It reports whether it
+// dropped one.
+func (q *Queue) dropSegmentLocked(n *int) bool {
+	for _, s := range q.segs {
+		if s.dropped || s.deleted || s.size <= headerSize && s.records == 0 {
+			continue
+		}
+		s.dropped, s.sealed = true, true
+		if k := s.records - s.handed; k > 0 {
+			*n += k
+			q.dropped += uint64(k)
+		}
+		q.used -= s.size
+		q.budget.Release(s.size)
+		if s == q.active {
+			q.active = nil // the writer starts a new segment
+		}
+		q.roomMadeLocked()
+		q.wakeWriter() // to delete the file
+		q.wakeReader() // in case it reads that segment
+		return true
+	}
+	return false
+}
+
+// Next waits until an entry can be read and then hands out up to
+// maxEvents of them (at most maxBytes by forward.EventSize, but always at
+// least one), oldest first, appended to dst. Each item has a Token for
+// Ack; its Line is valid until the next call to Next. Entries stay in the
+// queue, and are handed out again by a queue opened after this one is
+// closed, until they are acknowledged. Next returns ctx.Err() if ctx ends
+// first, and forward.ErrQueueClosed once CloseWrite was called and
+// everything was handed out, or after Close.
+func (q *Queue) Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error) {
+	if maxEvents <= 0 {
+		maxEvents = 1
+	}
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	select {
+	case <-q.ready:
+	default:
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		case <-q.stop:
+			return dst, forward.ErrQueueClosed
+		}
+	}
+	r := &q.r
+	r.arena = r.arena[:0]
+	base := len(dst)
+	for {
+		select {
+		case <-q.stop:
+			return dst, forward.ErrQueueClosed
+		default:
+		}
+		q.mu.Lock()
+		seg := q.readableLocked()
+		if seg == nil {
+			drained := q.closedW && q.drainedLocked()
+			q.mu.Unlock()
+			if drained {
+				r.release()
+				return dst, forward.ErrQueueClosed
+			}
+			if err := q.waitRead(ctx); err != nil {
+				return dst, err
+			}
+			continue
+		}
+		limit, sealed, pos := seg.size, seg.sealed, seg.rpos
+		q.mu.Unlock()
+
+		var err error
+		r.skips = 0
+		if pos < limit {
+			if err = r.open(q.fs, seg); err == nil {
+				dst, pos, err = r.read(dst, pos, limit, maxEvents, maxBytes)
+			}
+		}
+		n := len(dst) - base
+
+		q.mu.Lock()
+		q.corrupt += uint64(r.skips)
+		if seg.dropped || seg.deleted {
+			dst = dst[:base] // counted when the segment was dropped
+			q.mu.Unlock()
+			continue
+		}
+		for i := base; i < len(dst); i++ {
+			dst[i].Token = q.nextToken
+			q.nextToken++
+			q.ring = append(q.ring, handout{seg: seg, end: r.ends[i-base]})
+		}
+		seg.handed += n
+		seg.rpos = pos
+		if err != nil {
+			// The file cannot be read (it vanished, or an I/O error):
+			// give up on the rest of it rather than loop.
+			q.corrupt++
+			if k := seg.records - seg.handed; k > 0 {
+				q.dropped += uint64(k)
+			}
+			seg.rpos, seg.sealed, sealed = limit, true, true
+		}
+		if seg.rpos >= limit && sealed {
+			seg.done = true
+			r.release()
+			q.wakeWriter() // it may be deletable
+		}
+		q.mu.Unlock()
+		if r.skips > 0 {
+			q.log.Warn("disk buffer: skipped corrupt or torn data", "segment", seg.path, "regions", r.skips)
+		}
+		if err != nil {
+			q.log.Error("disk buffer: cannot read a segment, skipping it", "segment", seg.path, "error", err)
+		}
+		if n > 0 {
+			return dst, nil
+		}
+	}
+}
+
+// readableLocked returns the first segment the reader has something to do
+// with: entries to read, or a sealed end to pass. The segment being
+// written, once read to its end, is passed over: segments adopted later
+// may come after it. nil when there is nothing to do for now.
+func (q *Queue) readableLocked() *segment {
+	for _, s := range q.segs {
+		if s.done || s.dropped || s.deleted {
+			continue
+		}
+		if s.rpos < s.size || s.sealed {
+			return s
+		}
+	}
+	return nil
+}
+
+// drainedLocked reports whether nothing is left to hand out or to write.
+func (q *Queue) drainedLocked() bool {
+	return len(q.pending) == q.pstart && q.writing == 0 && q.readableLocked() == nil
+}
+
+func (q *Queue) waitRead(ctx context.Context) error {
+	select {
+	case <-q.readWake:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.stop:
+		return forward.ErrQueueClosed
+	}
+}
+
+func (q *Queue) wakeReader() {
+	select {
+	case q.readWake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) wakeWriter() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Ack acknowledges the entries whose tokens are in [from, to): the
+// destination has them (or they were given up on and counted by the
+// sink). A segment is deleted once every entry in it is acknowledged;
+// the acknowledged position is written to disk every SyncInterval and at
+// Close, so that a queue opened later resumes after it. Tokens out of
+// range, or acknowledged already, are ignored. Entries may be
+// acknowledged in any order.
+func (q *Queue) Ack(from, to uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	from = max(from, q.ringBase)
+	to = min(to, q.nextToken)
+	for t := from; t < to; t++ {
+		q.ring[q.ringHead+int(t-q.ringBase)].acked = true
+	}
+	wake := false
+	for q.ringHead < len(q.ring) && q.ring[q.ringHead].acked {
+		h := q.ring[q.ringHead]
+		if s := h.seg; !s.dropped && !s.deleted {
+			s.acked++
+			s.commit = max(s.commit, h.end)
+			s.gen.ackDirty = true
+			wake = wake || (s.done && s.acked >= s.handed)
+		}
+		q.ring[q.ringHead] = handout{}
+		q.ringHead++
+		q.ringBase++
+	}
+	if q.ringHead == len(q.ring) {
+		q.ring, q.ringHead = q.ring[:0], 0
+	} else if q.ringHead > 1024 && q.ringHead > len(q.ring)/2 {
+		q.ring = q.ring[:copy(q.ring, q.ring[q.ringHead:])]
+		q.ringHead = 0
+	}
+	if wake {
+		q.wakeWriter()
+	}
+}
+
+// Len returns how many entries are held and not yet acknowledged, and the
+// bytes counted against Buffer.MaxSize (see Stats).
+func (q *Queue) Len() (events int, bytes int64) {
+	st := q.Stats()
+	return st.Events, st.Bytes
+}
+
+// Dropped returns how many entries were dropped since Open.
+func (q *Queue) Dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
+}
+
+// Stats returns the queue's counters.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st := Stats{
+		Events:      q.pendingRecs + q.writingRecs,
+		Bytes:       q.used,
+		Dropped:     q.dropped,
+		Corrupt:     q.corrupt,
+		WriteErrors: q.writeErrors,
+	}
+	for _, s := range q.segs {
+		if s.dropped || s.deleted {
+			continue
+		}
+		st.Segments++
+		st.Events += max(s.records-s.acked, 0)
+	}
+	return st
+}
+
+// CloseWrite makes later Appends drop their entry (and count it), wakes
+// Appends waiting for room, and makes Next return forward.ErrQueueClosed
+// once it has handed out everything. It is idempotent.
+func (q *Queue) CloseWrite() {
+	q.mu.Lock()
+	q.closedW = true
+	q.roomMadeLocked()
+	q.mu.Unlock()
+	q.wakeWriter()
+	q.wakeReader()
+}
+
+// Close stops the queue: it writes the entries waiting in memory (those
+// it cannot write are dropped and counted), fsyncs, records the
+// acknowledged position, deletes what was acknowledged, and releases the
+// directory for the next queue. Entries not acknowledged stay on disk. It
+// waits for the queue's goroutine; pending Next and Append calls return.
+// Later calls return ErrClosed.
+func (q *Queue) Close() error {
+	err := ErrClosed
+	q.closeOnce.Do(func() {
+		q.CloseWrite()
+		close(q.stop)
+		<-q.done
+		q.readMu.Lock()
+		q.r.release()
+		q.readMu.Unlock()
+		err = q.closeErr
+	})
+	return err
+}
