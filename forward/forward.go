@@ -56,3 +56,21 @@ type Container struct {
 	// labels, labels-regex, env and env-regex options.
 	Extra map[string]string
 }
+
+// FinalAttemptMargin is how long before a Close deadline a sink makes its
+// last attempt to deliver.
+const FinalAttemptMargin = 2 * time.Second
+
+// CapWait shortens a wait between delivery attempts so that it ends
+// FinalAttemptMargin before deadline (Unix nanoseconds, 0 for none): a
+// destination that comes back late in Close's time still gets what is
+// left. Waits already ending by then, or a deadline too close, are kept.
+func CapWait(wait time.Duration, deadline int64) time.Duration {
+	if deadline == 0 {
+		return wait
+	}
+	if left := time.Until(time.Unix(0, deadline)) - FinalAttemptMargin; left > 0 && wait > left {
+		return left
+	}
+	return wait
+}

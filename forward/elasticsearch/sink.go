@@ -115,6 +115,9 @@ type Sink struct {
 	mem       *forward.Queue // nil with a disk buffer
 	disk      *diskq.Queue   // nil without
 	dial      dialFunc
+	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
+	// without one: retry waits end in time for a last attempt.
+	closeBy atomic.Int64
 	// transport is closed after the goroutines stop, so that no idle
 	// connection outlives the sink.
 	transport *http.Transport
@@ -316,6 +319,9 @@ func (s *Sink) ack(batch []action) {
 // write and fsync are not bounded by ctx). Calls after the first wait the
 // same way and return ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		s.closeBy.CompareAndSwap(0, dl.UnixNano())
+	}
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
@@ -693,7 +699,7 @@ func (s *Sink) backoff(attempt int) time.Duration {
 	}
 	d = min(d, s.cfg.RetryMax)
 	half := d / 2
-	return half + rand.N(half+1)
+	return forward.CapWait(half+rand.N(half+1), s.closeBy.Load())
 }
 
 // sleep waits for d or ctx's end, and reports whether d passed.

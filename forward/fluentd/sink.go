@@ -76,8 +76,12 @@ type Sink struct {
 	closed atomic.Bool
 	// active is the index in servers of the connected server, -1 for none.
 	active atomic.Int32
-	// wake tells a sender waiting to retry that a server came back.
+	// wake tells a sender waiting to retry that a server came back, or
+	// that Close set closeBy.
 	wake chan struct{}
+	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
+	// without one: retry waits end in time for a last attempt.
+	closeBy atomic.Int64
 
 	stopRun    context.CancelFunc // stops the sender and the health checks
 	stopMerge  context.CancelFunc // stops the merge expiry
@@ -252,6 +256,13 @@ func (s *Sink) Close(ctx context.Context) error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		s.closeBy.CompareAndSwap(0, dl.UnixNano())
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	s.stopMerge()
 	<-s.mergeDone
 	if s.merger != nil {
@@ -400,7 +411,7 @@ func (s *Sink) lose(b *batch) {
 // backoff returns the wait after the n-th consecutive failure (n >= 1).
 func (s *Sink) backoff(n int) time.Duration {
 	d := float64(s.cfg.RetryWait) * math.Pow(1.5, float64(n-1))
-	return time.Duration(min(d, float64(s.cfg.MaxRetryWait)))
+	return forward.CapWait(time.Duration(min(d, float64(s.cfg.MaxRetryWait))), s.closeBy.Load())
 }
 
 // sleep waits d, or less if a server comes back; false if ctx ended.
