@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch"
 	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
@@ -34,14 +35,20 @@ type Config struct {
 	// StateDir keeps what a restarted plugin needs to reopen the FIFOs of
 	// running containers; empty means streams are not recovered.
 	StateDir string
+	// BufferBudget bounds the disk buffers of all containers and
+	// destinations together, in bytes; 0 means DefaultBufferBudget.
+	BufferBudget int64
 	// Linger is how long a stopped container's destinations keep trying to
 	// deliver what they still hold; 0 means DefaultLinger. docker stop does
 	// not wait for it.
 	Linger time.Duration
 }
 
-// DefaultLinger is the default of Config.Linger.
-const DefaultLinger = time.Minute
+// Defaults of Config.
+const (
+	DefaultLinger       = time.Minute
+	DefaultBufferBudget = 1 << 30
+)
 
 // ReadConfig is what "docker logs" asks for.
 type ReadConfig struct {
@@ -73,6 +80,8 @@ type Driver struct {
 	wg sync.WaitGroup
 	// quit is closed when Close runs out of time: lingering sinks give up.
 	quit chan struct{}
+	// budget is shared by the disk buffers of every destination.
+	budget *forward.Budget
 
 	// mu guards streams, files and closed.
 	mu      sync.Mutex
@@ -89,6 +98,9 @@ func New(cfg Config) *Driver {
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
 	}
+	if cfg.BufferBudget <= 0 {
+		cfg.BufferBudget = DefaultBufferBudget
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -97,6 +109,7 @@ func New(cfg Config) *Driver {
 		cfg:     cfg,
 		log:     log,
 		quit:    make(chan struct{}),
+		budget:  forward.NewBudget(cfg.BufferBudget),
 		streams: make(map[string]*stream),
 		files:   make(map[string]*containerFiles),
 	}
@@ -245,33 +258,52 @@ func (d *Driver) stop(ctx context.Context, s *stream) error {
 }
 
 // newSinks creates the destinations opts turns on. Creating one never
-// waits for the network.
-// Elasticsearch's dead-letter file goes into dir, beside the container's logs.
-func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]sink, error) {
-	var sinks []sink
+// waits for the network. Elasticsearch's dead-letter file goes into dir,
+// beside the container's logs.
+func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]destination, error) {
+	var dests []destination
+	// Each destination of a container has a disk buffer under the root,
+	// which outlives the plugin process: a restarted plugin, or the next
+	// run of the container, delivers what is left in it.
+	bufferDir := func(dest string) string {
+		return filepath.Join(d.cfg.Root, "buffer", opts.container.ID, dest)
+	}
 	if opts.fluentd != nil {
-		s, err := fluentd.New(*opts.fluentd, opts.container, log.With("destination", "fluentd"))
+		cfg := *opts.fluentd
+		cfg.BufferDir = bufferDir(destFluentd)
+		cfg.Buffer.Budget = d.budget
+		s, err := fluentd.New(cfg, opts.container, log.With("destination", destFluentd))
 		if err != nil {
 			return nil, err
 		}
-		sinks = append(sinks, s)
+		dests = append(dests, destination{name: destFluentd, sink: s, stats: func() Counters {
+			st := s.Stats()
+			return Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount,
+				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+		}})
 	}
 	if opts.elastic != nil {
 		cfg := *opts.elastic
 		cfg.DeadLetterPath = filepath.Join(dir, opts.container.ID+"-elasticsearch-rejected.ndjson")
-		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, log.With("destination", "elasticsearch"))
+		cfg.BufferDir = bufferDir(destElasticsearch)
+		cfg.Buffer.Budget = d.budget
+		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, log.With("destination", destElasticsearch))
 		if err != nil {
-			discardSinks(sinks)
+			discardSinks(dests)
 			return nil, err
 		}
-		sinks = append(sinks, s)
+		dests = append(dests, destination{name: destElasticsearch, sink: s, stats: func() Counters {
+			st := s.Stats()
+			return Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
+				RetryCount: st.RetryCount, BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+		}})
 	}
-	return sinks, nil
+	return dests, nil
 }
 
 // closeSinks lets sinks deliver what they hold for up to Config.Linger in
 // the background, or until Close runs out of time; Close waits for them.
-func (d *Driver) closeSinks(sinks []sink) {
+func (d *Driver) closeSinks(sinks []destination) {
 	for _, sk := range sinks {
 		d.wg.Add(1)
 		go func() {
@@ -297,7 +329,7 @@ func (d *Driver) closeSinks(sinks []sink) {
 }
 
 // discardSinks closes sinks that were never sent anything, without waiting.
-func discardSinks(sinks []sink) {
+func discardSinks(sinks []destination) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, sk := range sinks {
@@ -319,7 +351,7 @@ func (d *Driver) release(s *stream) error {
 	} else {
 		d.dropState(s.path)
 	}
-	s.log.Debug("stop logging", "entries", s.entries, "skipped_frames", s.skipped, "write_errors", s.writeErrors)
+	s.log.Debug("stop logging", "entries", s.entries.Load(), "skipped_frames", s.skipped.Load(), "write_errors", s.writeErrors.Load())
 	err := s.fifo.Close()
 	d.mu.Lock()
 	cf := s.files

@@ -59,7 +59,8 @@ type options struct {
 // knownOption reports whether key is an option of logferry or of dockerd.
 func knownOption(key string) bool {
 	return slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) ||
-		slices.Contains(fluentd.Keys, key) || slices.Contains(elasticsearch.Keys, key)
+		slices.Contains(forward.BufferKeys, key) || slices.Contains(fluentd.Keys, key) ||
+		slices.Contains(elasticsearch.Keys, key)
 }
 
 // parseOptions validates a container's --log-opt map, as json-file would,
@@ -75,7 +76,7 @@ func parseOptions(info *Info) (options, error) {
 	for _, k := range keys {
 		if !knownOption(k) {
 			return options{}, forward.OptionError(k, cfg[k], "unknown option; logferry accepts "+
-				strings.Join(fileOptions, ", ")+", log-format, partial-merge and the fluentd-* and elasticsearch-* options in its README")
+				strings.Join(fileOptions, ", ")+", buffer-max-size, buffer-full, log-format, partial-merge and the fluentd-* and elasticsearch-* options in its README")
 		}
 	}
 

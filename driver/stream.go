@@ -19,6 +19,20 @@ type sink interface {
 	Close(ctx context.Context) error
 }
 
+// Destination names, as they appear in the metrics.
+const (
+	destFile          = "file"
+	destFluentd       = "fluentd"
+	destElasticsearch = "elasticsearch"
+)
+
+// destination is a sink and how to read its counters.
+type destination struct {
+	name string
+	sink
+	stats func() Counters
+}
+
 // containerFiles is the rotating log of one container, shared by the streams
 // that dockerd opens for it (a running container, and the short-lived ones it
 // opens to read a stopped container's logs).
@@ -42,7 +56,7 @@ type stream struct {
 	fifo  *fifo
 	files *containerFiles
 	attrs []byte
-	sinks []sink
+	sinks []destination
 	log   *slog.Logger
 	done  chan struct{}
 	// keepState is set when the plugin stops while the container runs.
@@ -52,9 +66,10 @@ type stream struct {
 	// Scratch buffers reused for every entry.
 	line, rec []byte
 
-	// Counters, owned by the stream goroutine until done is closed.
-	entries, skipped, writeErrors uint64
-	errLog                        rateLimit
+	// Counters, read by Stats.
+	entries, skipped, writeErrors atomic.Uint64
+	// errLog is used by the stream goroutine only.
+	errLog rateLimit
 }
 
 // run decodes frames until the FIFO is drained after stop.
@@ -71,8 +86,7 @@ func (s *stream) run() {
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrCorruptFrame):
-			s.skipped++
-			s.errLog.log(s.log, "skipped a log frame", "error", err, "skipped", s.skipped)
+			s.errLog.log(s.log, "skipped a log frame", "error", err, "skipped", s.skipped.Add(1))
 			continue
 		case errors.Is(err, io.EOF),
 			errors.Is(err, io.ErrUnexpectedEOF) && s.keepState.Load():
@@ -107,14 +121,13 @@ func (s *stream) write(e *LogEntry) {
 		Stream: e.Source,
 		Time:   time.Unix(0, e.TimeNano),
 	}, s.attrs)
-	s.entries++
+	s.entries.Add(1)
 	s.forward(e)
 	s.files.mu.Lock()
 	err := s.files.w.Write(s.rec)
 	s.files.mu.Unlock()
 	if err != nil {
-		s.writeErrors++
-		s.errLog.log(s.log, "write log record", "error", err, "write_errors", s.writeErrors)
+		s.errLog.log(s.log, "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
 }
 
@@ -138,8 +151,7 @@ func (s *stream) flush() {
 	err := s.files.w.Flush()
 	s.files.mu.Unlock()
 	if err != nil {
-		s.writeErrors++
-		s.errLog.log(s.log, "flush log records", "error", err, "write_errors", s.writeErrors)
+		s.errLog.log(s.log, "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
 }
 

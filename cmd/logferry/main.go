@@ -73,6 +73,20 @@ func run() error {
 
 	served := make(chan error, 1)
 	go func() { served <- h.Serve(l) }()
+
+	var monitor *http.Server
+	monitorDone := make(chan error, 1)
+	if addr := monitorAddr(os.Getenv("METRICS_ADDR")); addr != "" {
+		// Logging goes on without metrics: a busy port must not make
+		// every container start fail.
+		if ml, err := net.Listen("tcp", addr); err != nil {
+			log.Error("metrics not served", "addr", addr, "error", err)
+		} else {
+			monitor = &http.Server{Handler: d.MonitorHandler(), ReadHeaderTimeout: 10 * time.Second}
+			go func() { monitorDone <- monitor.Serve(ml) }()
+			log.Info("metrics served", "addr", ml.Addr().String())
+		}
+	}
 	log.Info("logferry started", "socket", *socket, "root", *root, "resumed_streams", resumed)
 
 	sigs := make(chan os.Signal, 1)
@@ -91,7 +105,14 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	return errors.Join(err, d.Close(ctx))
+	err = errors.Join(err, d.Close(ctx))
+	if monitor != nil {
+		err = errors.Join(err, monitor.Shutdown(ctx))
+		if merr := <-monitorDone; !errors.Is(merr, http.ErrServerClosed) {
+			err = errors.Join(err, merr)
+		}
+	}
+	return err
 }
 
 // listen creates the plugin socket, replacing a stale one left by a crash.
@@ -107,6 +128,21 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %q: %w", path, err)
 	}
 	return l, nil
+}
+
+// monitorAddr completes METRICS_ADDR: a port alone, or an address without
+// a host, binds the loopback interface.
+func monitorAddr(v string) string {
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "":
+		return ""
+	case !strings.Contains(v, ":"):
+		return net.JoinHostPort("127.0.0.1", v)
+	case strings.HasPrefix(v, ":"):
+		return "127.0.0.1" + v
+	}
+	return v
 }
 
 func envOr(key, def string) string {

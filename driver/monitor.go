@@ -1,0 +1,167 @@
+package driver
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Counters are what one destination of one container has done.
+type Counters struct {
+	// Emitted counts entries delivered: written to the file, accepted by
+	// Fluentd, or indexed by Elasticsearch (409s included).
+	Emitted uint64
+	// Dropped counts entries lost: a full buffer, retries run out, a
+	// corrupt frame or a failed file write.
+	Dropped uint64
+	// RetryCount counts sends made again after a failure.
+	RetryCount uint64
+	// BufferQueueLength and BufferTotalQueuedSize are the entries and
+	// bytes waiting to be delivered.
+	BufferQueueLength     int
+	BufferTotalQueuedSize int64
+}
+
+// DestinationStats are the Counters of one destination of one running
+// container.
+type DestinationStats struct {
+	ContainerID   string
+	ContainerName string
+	// Destination is "file", "fluentd" or "elasticsearch".
+	Destination string
+	Counters
+}
+
+// Stats returns the counters of every destination of every running
+// container, sorted by container and destination.
+func (d *Driver) Stats() []DestinationStats {
+	d.mu.Lock()
+	streams := make([]*stream, 0, len(d.streams))
+	for _, s := range d.streams {
+		streams = append(streams, s)
+	}
+	d.mu.Unlock()
+
+	var out []DestinationStats
+	for _, s := range streams {
+		base := DestinationStats{ContainerID: s.info.ContainerID, ContainerName: s.info.Name()}
+		file := base
+		file.Destination = destFile
+		file.Emitted = s.entries.Load() - s.writeErrors.Load()
+		file.Dropped = s.skipped.Load() + s.writeErrors.Load()
+		out = append(out, file)
+		for _, dest := range s.sinks {
+			st := base
+			st.Destination = dest.name
+			st.Counters = dest.stats()
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b DestinationStats) int {
+		if c := strings.Compare(a.ContainerID, b.ContainerID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Destination, b.Destination)
+	})
+	return out
+}
+
+// MonitorHandler serves the plugin's monitoring endpoints:
+// /api/plugins.json in the shape of Fluentd's monitor_agent, /metrics in
+// Prometheus' text format and /healthz.
+func (d *Driver) MonitorHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/plugins.json", d.servePlugins)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		d.mu.Lock()
+		closed := d.closed
+		d.mu.Unlock()
+		if closed {
+			http.Error(w, "stopping", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// monitorPlugin is one entry of /api/plugins.json: monitor_agent's keys,
+// plus the container and destination it is about.
+type monitorPlugin struct {
+	PluginID              string `json:"plugin_id"`
+	PluginCategory        string `json:"plugin_category"`
+	Type                  string `json:"type"`
+	OutputPlugin          bool   `json:"output_plugin"`
+	BufferQueueLength     int    `json:"buffer_queue_length"`
+	BufferTotalQueuedSize int64  `json:"buffer_total_queued_size"`
+	RetryCount            uint64 `json:"retry_count"`
+	EmitRecords           uint64 `json:"emit_records"`
+	DroppedRecords        uint64 `json:"dropped_records"`
+	ContainerID           string `json:"container_id"`
+	ContainerName         string `json:"container_name"`
+}
+
+func (d *Driver) servePlugins(w http.ResponseWriter, _ *http.Request) {
+	stats := d.Stats()
+	plugins := make([]monitorPlugin, 0, len(stats))
+	for _, st := range stats {
+		plugins = append(plugins, monitorPlugin{
+			PluginID:              shorten(st.ContainerID) + "." + st.Destination,
+			PluginCategory:        "output",
+			Type:                  st.Destination,
+			OutputPlugin:          true,
+			BufferQueueLength:     st.BufferQueueLength,
+			BufferTotalQueuedSize: st.BufferTotalQueuedSize,
+			RetryCount:            st.RetryCount,
+			EmitRecords:           st.Emitted,
+			DroppedRecords:        st.Dropped,
+			ContainerID:           st.ContainerID,
+			ContainerName:         st.ContainerName,
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"plugins": plugins})
+}
+
+// collector turns Stats into Prometheus metrics at each scrape.
+type collector struct{ d *Driver }
+
+var (
+	metricLabels  = []string{"container_id", "container_name", "destination"}
+	metricEmitted = prometheus.NewDesc("logferry_emitted_records_total",
+		"Entries delivered to the destination.", metricLabels, nil)
+	metricDropped = prometheus.NewDesc("logferry_dropped_records_total",
+		"Entries lost on the way to the destination.", metricLabels, nil)
+	metricRetries = prometheus.NewDesc("logferry_retries_total",
+		"Sends made again after a failure.", metricLabels, nil)
+	metricQueueLength = prometheus.NewDesc("logferry_buffer_queue_length",
+		"Entries waiting to be delivered.", metricLabels, nil)
+	metricQueuedBytes = prometheus.NewDesc("logferry_buffer_total_queued_size_bytes",
+		"Bytes waiting to be delivered.", metricLabels, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes} {
+		ch <- desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.d.Stats() {
+		labels := []string{st.ContainerID, st.ContainerName, st.Destination}
+		ch <- prometheus.MustNewConstMetric(metricEmitted, prometheus.CounterValue, float64(st.Emitted), labels...)
+		ch <- prometheus.MustNewConstMetric(metricDropped, prometheus.CounterValue, float64(st.Dropped), labels...)
+		ch <- prometheus.MustNewConstMetric(metricRetries, prometheus.CounterValue, float64(st.RetryCount), labels...)
+		ch <- prometheus.MustNewConstMetric(metricQueueLength, prometheus.GaugeValue, float64(st.BufferQueueLength), labels...)
+		ch <- prometheus.MustNewConstMetric(metricQueuedBytes, prometheus.GaugeValue, float64(st.BufferTotalQueuedSize), labels...)
+	}
+}
