@@ -1,0 +1,371 @@
+//go:build e2e
+
+package e2e
+
+// Shipping to Elasticsearch through the real engine, against estest, a
+// stand-in that keeps Elasticsearch's _bulk contract: every line must be
+// indexed exactly once, in docker-YYYYMMDD of the entry's UTC date, with the
+// fields the Fluentd + fluent-plugin-elasticsearch pipeline gives it, also
+// while the server rejects documents with 429 and requests with 503.
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logferry/logferry/forward/elasticsearch/estest"
+	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
+)
+
+// esServer starts an estest server that stops when the test ends.
+func esServer(t testing.TB, opts estest.Options) *estest.Server {
+	t.Helper()
+	srv := estest.NewServer(opts)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// esIndex is the index of an entry logged at ts with the default pattern
+// docker-%Y%m%d, evaluated in UTC.
+func esIndex(ts time.Time) string { return "docker-" + ts.UTC().Format("20060102") }
+
+// esTimestamp checks a document's @timestamp: RFC 3339 in UTC with the
+// nanoseconds of the entry's time.
+func esTimestamp(doc map[string]any, want time.Time) error {
+	s, _ := doc["@timestamp"].(string)
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || !strings.HasSuffix(s, "Z") || !ts.Equal(want) {
+		return fmt.Errorf("@timestamp %q, want %s", s, want.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// esDocs waits until srv holds at least n documents and returns them.
+func esDocs(t testing.TB, srv *estest.Server, n int, ceiling time.Duration) []estest.Document {
+	t.Helper()
+	deadline := time.Now().Add(ceiling)
+	for srv.Count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d documents indexed after %v, want %d; server: %+v", srv.Count(), ceiling, n, srv.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return srv.AllDocuments()
+}
+
+// esStrings returns a document's fields, which must all be strings.
+func esStrings(t testing.TB, d estest.Document) map[string]string {
+	t.Helper()
+	fields := d.Fields()
+	out := make(map[string]string, len(fields))
+	for k, v := range fields {
+		s, ok := v.(string)
+		if !ok {
+			t.Errorf("document %s: field %q is %#v, not a string", d.ID, k, v)
+		}
+		out[k] = s
+	}
+	return out
+}
+
+// esLinesScript writes "line 1" to "line N", every tenth on stderr, in the
+// bursts given by the shell function "burst COUNT" (defined here) between
+// awaits of the test's signals.
+const esLinesScript = fwdWaitScript + `n=0
+burst() { i=1; while [ $i -le $1 ]; do n=$((n+1)); if [ $((n % 10)) -eq 0 ]; then echo "line $n" >&2; else echo "line $n"; fi; i=$((i+1)); done; }
+`
+
+// TestElasticsearchIndexesEveryLine compares every document with the
+// record logferry's file holds for the same entry: the index of its UTC
+// date, @timestamp, log, source, container_id, container_name, @log_name
+// and the selected labels and env, and nothing else; each exactly once.
+func TestElasticsearchIndexesEveryLine(t *testing.T) {
+	t.Parallel()
+	srv := esServer(t, estest.Options{})
+	name := containerName(t)
+	c := run(t, spec{
+		name:   name,
+		driver: suite.driver,
+		logOpts: []string{
+			"elasticsearch-url=" + srv.URL,
+			"elasticsearch-flush-interval=200ms",
+			"labels=com.example.team",
+			"env=APP_MODE",
+			"tag=app.{{.Name}}",
+		},
+		flags: []string{"--label", "com.example.team=ops", "--label", "unrelated=x", "-e", "APP_MODE=prod", "-e", "UNRELATED=y"},
+		script: esLinesScript + `burst 200
+printf 'quotes "q" tab\t backslash \\ invalid \377 emoji \360\237\230\200\n' >&2
+printf '{"json":"stays a string","n":1}\n'`,
+	})
+	recs := allRecords(t, c.logFiles(t, false))
+	if len(recs) != 202 {
+		t.Fatalf("test bug: the file holds %d records, want 202", len(recs))
+	}
+	docs := esDocs(t, srv, len(recs), fwdCeiling)
+
+	type key struct{ source, log string }
+	want := make(map[key]record, len(recs))
+	for _, r := range recs {
+		want[key{r.Stream, strings.TrimSuffix(r.Log, "\n")}] = r
+	}
+	seen := make(map[key]int)
+	for _, d := range docs {
+		fields := esStrings(t, d)
+		k := key{fields["source"], fields["log"]}
+		r, ok := want[k]
+		if !ok {
+			t.Errorf("document %s in %s matches no record of the file: %s", d.ID, d.Index, clip(string(d.Source)))
+			continue
+		}
+		if seen[k]++; seen[k] > 1 {
+			t.Errorf("%s %q indexed %d times", k.source, k.log, seen[k])
+		}
+		if d.Index != esIndex(r.Time) {
+			t.Errorf("%q is in index %s, want %s", k.log, d.Index, esIndex(r.Time))
+		}
+		if err := esTimestamp(d.Fields(), r.Time); err != nil {
+			t.Errorf("%q: %v", k.log, err)
+		}
+		delete(fields, "@timestamp")
+		wantFields := map[string]string{
+			"log":              k.log,
+			"source":           r.Stream,
+			"container_id":     c.id,
+			"container_name":   "/" + name,
+			"@log_name":        "app." + name,
+			"com.example.team": "ops",
+			"APP_MODE":         "prod",
+		}
+		if !maps.Equal(fields, wantFields) {
+			t.Errorf("document of %q has fields %q, want %q", k.log, fields, wantFields)
+		}
+	}
+	if len(seen) != len(want) || len(docs) != len(recs) {
+		t.Errorf("%d documents for %d distinct records of %d in the file", len(docs), len(seen), len(recs))
+	}
+}
+
+// TestElasticsearchRetries indexes lines while the server rejects about
+// 30% of the documents with 429 throughout and answers every request 503
+// for a while: every line must still be indexed exactly once.
+func TestElasticsearchRetries(t *testing.T) {
+	t.Parallel()
+	const burst = 300
+	srv := esServer(t, estest.Options{RejectRate: 0.3, Seed: 20})
+	gate := newFwdSync(t)
+	c := create(t, spec{
+		driver: suite.driver,
+		logOpts: []string{
+			"elasticsearch-url=" + srv.URL,
+			"elasticsearch-flush-interval=200ms",
+			"elasticsearch-bulk-actions=50",
+		},
+		flags: gate.flag(),
+		script: esLinesScript + fmt.Sprintf(`burst %d; await outage
+burst %d; await recovered
+burst %d`, burst, burst, burst),
+	})
+	c.start(t)
+
+	esDocs(t, srv, burst, fwdCeiling)
+	srv.SetUnavailable(true)
+	gate.signal(t, "outage")
+	fwdWait(t, fwdCeiling, "requests answered 503", func() bool { return srv.Stats().Unavailable >= 3 })
+	srv.SetUnavailable(false)
+	gate.signal(t, "recovered")
+	c.wait(t)
+
+	const total = 3 * burst
+	docs := esDocs(t, srv, total, fwdCeiling)
+	counts := make(map[int]int)
+	for _, d := range docs {
+		log, _ := d.Fields()["log"].(string)
+		n, err := strconv.Atoi(strings.TrimPrefix(log, "line "))
+		if err != nil || n < 1 || n > total {
+			t.Errorf("unexpected document %s", clip(string(d.Source)))
+			continue
+		}
+		counts[n]++
+	}
+	var missing, repeated []int
+	for i := 1; i <= total; i++ {
+		switch {
+		case counts[i] == 0:
+			missing = append(missing, i)
+		case counts[i] > 1:
+			repeated = append(repeated, i)
+		}
+	}
+	if len(missing) > 0 || len(repeated) > 0 || len(docs) != total {
+		t.Errorf("%d documents for %d lines; missing %s; indexed more than once %s", len(docs), total, fwdClipInts(missing), fwdClipInts(repeated))
+	}
+	st := srv.Stats()
+	if st.Rejected == 0 || st.Unavailable < 3 {
+		t.Fatalf("test bug: the server rejected %d documents with 429 and answered %d requests 503", st.Rejected, st.Unavailable)
+	}
+	t.Logf("server: %+v", st)
+}
+
+// TestFluentdAndElasticsearchTogether sends one container's entries to its
+// files, to Fluentd and to Elasticsearch at once. Every destination gets
+// every line; each document is the Fluentd record of the same entry plus
+// @timestamp (the event's time) and @log_name (the tag), as the
+// Fluentd + Elasticsearch pipeline would index it.
+func TestFluentdAndElasticsearchTogether(t *testing.T) {
+	t.Parallel()
+	fsrv := fluentdtest.NewServer(t, fluentdtest.Config{})
+	esrv := esServer(t, estest.Options{})
+	name := containerName(t)
+	c := run(t, spec{
+		name:   name,
+		driver: suite.driver,
+		logOpts: []string{
+			"max-size=1m", "max-file=2",
+			"fluentd-address=" + fsrv.Addr(),
+			"elasticsearch-url=" + esrv.URL,
+			"elasticsearch-flush-interval=200ms",
+			"labels=com.example.team",
+			"env=APP_MODE",
+		},
+		flags:  []string{"--label", "com.example.team=ops", "-e", "APP_MODE=prod"},
+		script: dropInScript,
+	})
+	recs := allRecords(t, c.logFiles(t, false))
+	evs := fsrv.WaitEvents(len(recs), fwdCeiling)
+	docs := esDocs(t, esrv, len(recs), fwdCeiling)
+
+	// Files and Fluentd: the same lines, stream by stream.
+	for _, stream := range []string{"stdout", "stderr"} {
+		var fromFile, fromFluentd []string
+		for _, r := range recs {
+			if r.Stream == stream {
+				fromFile = append(fromFile, strings.TrimSuffix(r.Log, "\n"))
+			}
+		}
+		for _, ev := range evs {
+			if ev.Record["source"] == stream {
+				fromFluentd = append(fromFluentd, fwdJSONString(fluentdLog(ev)))
+			}
+		}
+		if !slices.Equal(fromFile, fromFluentd) {
+			t.Errorf("%s: the file holds %d lines, Fluentd received %d, or they differ", stream, len(fromFile), len(fromFluentd))
+		}
+	}
+
+	// Elasticsearch: each document is a Fluentd record.
+	type key struct{ source, log string }
+	byKey := make(map[key]fluentdtest.Event, len(evs))
+	for _, ev := range evs {
+		source, _ := ev.Record["source"].(string)
+		byKey[key{source, fwdJSONString(fluentdLog(ev))}] = ev
+	}
+	seen := make(map[key]int)
+	for _, d := range docs {
+		fields := esStrings(t, d)
+		k := key{fields["source"], fields["log"]}
+		ev, ok := byKey[k]
+		if !ok {
+			t.Errorf("document %s matches no Fluentd event: %s", d.ID, clip(string(d.Source)))
+			continue
+		}
+		if seen[k]++; seen[k] > 1 {
+			t.Errorf("%s %q indexed %d times", k.source, clipTo(k.log, 80), seen[k])
+		}
+		if err := esTimestamp(d.Fields(), ev.Time); err != nil {
+			t.Errorf("%q: %v", clipTo(k.log, 80), err)
+		}
+		if d.Index != esIndex(ev.Time) {
+			t.Errorf("%q is in index %s, want %s", clipTo(k.log, 80), d.Index, esIndex(ev.Time))
+		}
+		if fields["@log_name"] != ev.Tag {
+			t.Errorf("%q: @log_name %q, Fluentd tag %q", clipTo(k.log, 80), fields["@log_name"], ev.Tag)
+		}
+		delete(fields, "@timestamp")
+		delete(fields, "@log_name")
+		want := make(map[string]string, len(ev.Record))
+		for k, v := range ev.Record {
+			s, _ := v.(string)
+			want[k] = fwdJSONString(s)
+		}
+		if !maps.Equal(fields, want) {
+			t.Errorf("document %s differs from the Fluentd record\ndocument: %v\nFluentd:  %v",
+				d.ID, fluentdShape{record: fwdToAny(fields)}, fluentdShape{tag: ev.Tag, record: fwdToAny(want)})
+		}
+	}
+	if len(docs) != len(recs) || len(seen) != len(recs) {
+		t.Errorf("%d documents, %d distinct, for %d records in the file", len(docs), len(seen), len(recs))
+	}
+	if ev := evs[0]; ev.Tag != c.id[:12] || ev.Record["com.example.team"] != "ops" || ev.Record["APP_MODE"] != "prod" {
+		t.Errorf("Fluentd event with tag %q and record %v: want the default tag {{.ID}} and the label and env", ev.Tag, ev.Record)
+	}
+
+	stdout, stderr := c.logs(t)
+	var wantOut, wantErr strings.Builder
+	for _, r := range recs {
+		if r.Stream == "stdout" {
+			wantOut.WriteString(r.Log)
+		} else {
+			wantErr.WriteString(r.Log)
+		}
+	}
+	sameOutput(t, "stdout of docker logs", wantOut.String(), stdout)
+	sameOutput(t, "stderr of docker logs", wantErr.String(), stderr)
+	for _, err := range fsrv.TakeViolations() {
+		t.Errorf("Fluentd: protocol violation: %v", err)
+	}
+}
+
+func fwdToAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func TestElasticsearchInvalidOptionsFailRun(t *testing.T) {
+	t.Parallel()
+	const url = "elasticsearch-url=http://127.0.0.1:9200"
+	tests := []struct {
+		name string
+		opts []string
+		// want are substrings of docker run's error; mustLack must not be
+		// in it.
+		want     []string
+		mustLack string
+	}{
+		{name: "url scheme", opts: []string{"elasticsearch-url=ftp://x"}, want: []string{"elasticsearch-url", "ftp://x"}},
+		{name: "index name", opts: []string{url, "elasticsearch-index=Bad*Name"}, want: []string{"elasticsearch-index", "Bad*Name"}},
+		{name: "index without url", opts: []string{"elasticsearch-index=logs"}, want: []string{"elasticsearch-index", "elasticsearch-url"}},
+		{
+			name:     "credentials in url",
+			opts:     []string{"elasticsearch-url=http://elastic:s3cret@127.0.0.1:9200"},
+			want:     []string{"elasticsearch-url", "docker plugin set"},
+			mustLack: "s3cret",
+		},
+		{name: "bulk actions", opts: []string{url, "elasticsearch-bulk-actions=0"}, want: []string{"elasticsearch-bulk-actions", "0"}},
+		{name: "flush interval", opts: []string{url, "elasticsearch-flush-interval=soon"}, want: []string{"elasticsearch-flush-interval", "soon"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			stderr, err := dockerRunFails(t, suite.driver, tt.opts)
+			if err == nil {
+				t.Fatalf("docker run --log-opt %q succeeded", tt.opts)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("docker run --log-opt %q: the error does not name %q:\n%s", tt.opts, w, stderr)
+				}
+			}
+			if tt.mustLack != "" && strings.Contains(stderr, tt.mustLack) {
+				t.Errorf("docker run --log-opt %q: the error shows %q:\n%s", tt.opts, tt.mustLack, stderr)
+			}
+		})
+	}
+}
