@@ -195,15 +195,16 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 		src = io.MultiReader(bytes.NewReader(r.prefix), f)
 	}
 	s := &stream{
-		path:  path,
-		info:  info,
-		fifo:  f,
-		files: cf,
-		attrs: opts.attrs,
-		sinks: sinks,
-		log:   log,
-		done:  make(chan struct{}),
-		dec:   NewDecoder(src, d.cfg.MaxFrame),
+		path:   path,
+		info:   info,
+		fifo:   f,
+		files:  cf,
+		attrs:  opts.attrs,
+		sinks:  sinks,
+		log:    log,
+		errLog: forward.NewRateLog(log, errorLogInterval),
+		done:   make(chan struct{}),
+		dec:    NewDecoder(src, d.cfg.MaxFrame),
 	}
 	if r.resync {
 		s.dec.Resync()

@@ -13,6 +13,10 @@ import (
 	"github.com/logferry/logferry/rotate"
 )
 
+// errorLogInterval is the least time between two logs of the same error of
+// a stream.
+const errorLogInterval = 10 * time.Second
+
 // sink is a destination that events are forwarded to. Send never blocks.
 type sink interface {
 	Send(ev *forward.Event)
@@ -68,8 +72,7 @@ type stream struct {
 
 	// Counters, read by Stats.
 	entries, skipped, writeErrors atomic.Uint64
-	// errLog is used by the stream goroutine only.
-	errLog rateLimit
+	errLog                        *forward.RateLog
 }
 
 // run decodes frames until the FIFO is drained after stop.
@@ -86,7 +89,7 @@ func (s *stream) run() {
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrCorruptFrame):
-			s.errLog.log(s.log, "skipped a log frame", "error", err, "skipped", s.skipped.Add(1))
+			s.errLog.Error("frame", "skipped a log frame", "error", err, "skipped", s.skipped.Add(1))
 			continue
 		case errors.Is(err, io.EOF),
 			errors.Is(err, io.ErrUnexpectedEOF) && s.keepState.Load():
@@ -127,7 +130,7 @@ func (s *stream) write(e *LogEntry) {
 	err := s.files.w.Write(s.rec)
 	s.files.mu.Unlock()
 	if err != nil {
-		s.errLog.log(s.log, "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
+		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
 }
 
@@ -151,28 +154,6 @@ func (s *stream) flush() {
 	err := s.files.w.Flush()
 	s.files.mu.Unlock()
 	if err != nil {
-		s.errLog.log(s.log, "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))
+		s.errLog.Error("write", "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
-}
-
-// rateLimit lets an error through at most once per interval and reports
-// how many it held back. It is used by one goroutine.
-type rateLimit struct {
-	last       time.Time
-	suppressed int
-}
-
-const rateLimitInterval = 10 * time.Second
-
-func (r *rateLimit) log(l *slog.Logger, msg string, args ...any) {
-	now := time.Now()
-	if now.Sub(r.last) < rateLimitInterval {
-		r.suppressed++
-		return
-	}
-	if r.suppressed > 0 {
-		args = append(args, "suppressed", r.suppressed)
-	}
-	r.last, r.suppressed = now, 0
-	l.Error(msg, args...)
 }

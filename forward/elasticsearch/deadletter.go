@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -107,38 +106,4 @@ func (d *deadLetter) close() error {
 		return fmt.Errorf("close dead-letter file: %w", err)
 	}
 	return nil
-}
-
-// logLimiter logs an error of one kind at most once an interval; the next
-// log says how many were suppressed in between.
-type logLimiter struct {
-	log   *slog.Logger
-	every time.Duration
-
-	// mu guards last and suppressed.
-	mu         sync.Mutex
-	last       map[string]time.Time
-	suppressed map[string]int
-}
-
-func newLogLimiter(log *slog.Logger, every time.Duration) *logLimiter {
-	return &logLimiter{log: log, every: every, last: map[string]time.Time{}, suppressed: map[string]int{}}
-}
-
-func (l *logLimiter) error(kind, msg string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	if last, ok := l.last[kind]; ok && now.Sub(last) < l.every {
-		l.suppressed[kind]++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed[kind]
-	l.last[kind] = now
-	l.suppressed[kind] = 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	l.log.Error(msg, args...)
 }

@@ -110,7 +110,7 @@ type Sink struct {
 	pattern   *indexPattern
 	container forward.Container
 	log       *slog.Logger
-	limit     *logLimiter
+	limit     *forward.RateLog
 	queue     buffer         // mem or disk
 	mem       *forward.Queue // nil with a disk buffer
 	disk      *diskq.Queue   // nil without
@@ -202,7 +202,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		pattern:   p,
 		container: c,
 		log:       log,
-		limit:     newLogLimiter(log, cfg.ErrorLogInterval),
+		limit:     forward.NewRateLog(log, cfg.ErrorLogInterval),
 		dial:      dial,
 		dead:      &deadLetter{path: cfg.DeadLetterPath, max: cfg.DeadLetterMaxSize},
 		done:      make(chan struct{}),
@@ -265,7 +265,7 @@ func (s *Sink) Send(ev *forward.Event) {
 			if s.cfg.Buffer.Full == forward.DropOldest {
 				msg = "elasticsearch is not keeping up: dropped the oldest events"
 			}
-			s.limit.error("queue", msg, "dropped", s.queue.Dropped())
+			s.limit.Error("queue", msg, "dropped", s.queue.Dropped())
 		}
 	}
 }
@@ -535,7 +535,7 @@ func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
 		if ctx.Err() != nil {
 			return nil, false
 		}
-		s.limit.error("dial", "cannot reach elasticsearch, retrying", "err", err)
+		s.limit.Error("dial", "cannot reach elasticsearch, retrying", "err", err)
 		if !sleep(ctx, s.backoff(attempt)) {
 			return nil, false
 		}
@@ -565,7 +565,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 			s.log.Error("cannot install index template", "template", name, "err", err)
 			return
 		}
-		s.limit.error("template", "cannot install index template, retrying", "template", name, "err", err)
+		s.limit.Error("template", "cannot install index template, retrying", "template", name, "err", err)
 		if !sleep(ctx, s.backoff(attempt)) {
 			return
 		}
@@ -605,7 +605,7 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool 
 			}
 			s.requestFailures.Add(1)
 			s.retryCount.Add(1)
-			s.limit.error("request", "bulk request failed, retrying", "err", err, "documents", len(pending))
+			s.limit.Error("request", "bulk request failed, retrying", "err", err, "documents", len(pending))
 		} else {
 			retry := pending[:0]
 			for i, r := range results {
@@ -626,7 +626,7 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool 
 			}
 			s.retries.Add(uint64(len(pending)))
 			s.retryCount.Add(1)
-			s.limit.error("retry", "elasticsearch refused documents for now, retrying",
+			s.limit.Error("retry", "elasticsearch refused documents for now, retrying",
 				"documents", len(pending), "status", results[firstRetry(results)].status)
 		}
 		if !sleep(ctx, s.backoff(attempt)) {
@@ -686,7 +686,7 @@ func (s *Sink) reject(a *action, r itemResult) {
 	} else if err == nil {
 		args = append(args, "dead_letter", s.dead.path)
 	}
-	s.limit.error("reject", "elasticsearch rejected a document", args...)
+	s.limit.Error("reject", "elasticsearch rejected a document", args...)
 }
 
 // backoff is the wait before retry number attempt (from 1): exponential

@@ -166,7 +166,9 @@ func TestDeliversEveryLineExactlyOnce(t *testing.T) {
 	if st.Duplicates == 0 {
 		t.Errorf("stats %+v: the dropped answers caused no 409", st)
 	}
-	if srv.Stats().Conflicts != int(st.Duplicates) {
+	// A 409 whose answer the server dropped too is counted by the server
+	// only: the sink hears the one its next retry gets.
+	if srv.Stats().Conflicts < int(st.Duplicates) {
 		t.Errorf("server answered %d conflicts, sink counted %d", srv.Stats().Conflicts, st.Duplicates)
 	}
 }

@@ -93,7 +93,7 @@ func (s *Sink) connect(ctx context.Context, l *link) error {
 		*l = link{conn: conn, r: msgp.NewReader(conn), idx: i, since: time.Now()}
 		l.stop = context.AfterFunc(ctx, func() { conn.Close() })
 		if prev := s.active.Swap(int32(i)); prev != int32(i) && len(s.servers) > 1 {
-			s.log.info("connect", "connected to Fluentd", "server", s.servers[i].String())
+			s.log.Info("connect", "connected to Fluentd", "server", s.servers[i].String())
 		}
 		return nil
 	}

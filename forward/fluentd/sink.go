@@ -61,7 +61,7 @@ type Stats struct {
 // All methods are safe for concurrent use.
 type Sink struct {
 	cfg  Config
-	log  *rateLog
+	log  *forward.RateLog
 	q    buffer         // mem or disk
 	mem  *forward.Queue // nil with a disk buffer
 	disk *diskq.Queue   // nil without
@@ -138,7 +138,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	}
 	s := &Sink{
 		cfg:        cfg,
-		log:        newRateLog(log, 30*time.Second),
+		log:        forward.NewRateLog(log, 30*time.Second),
 		enc:        newEncoder(cfg, c),
 		servers:    servers,
 		wake:       make(chan struct{}, 1),
@@ -231,7 +231,7 @@ func (s *Sink) push(ev forward.Event) {
 
 func (s *Sink) warnDropped(n int) {
 	if n > 0 {
-		s.log.warn("queue", "buffer full, dropped events", "policy", s.cfg.Buffer.Full.String(), "dropped_total", s.q.Dropped())
+		s.log.Warn("queue", "buffer full, dropped events", "policy", s.cfg.Buffer.Full.String(), "dropped_total", s.q.Dropped())
 	}
 }
 
@@ -285,7 +285,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	if s.disk != nil {
 		err := s.disk.Close()
 		if n, _ := s.disk.Len(); n > 0 {
-			s.log.info("close", "events kept in the disk buffer for the next sink", "events", n)
+			s.log.Info("close", "events kept in the disk buffer for the next sink", "events", n)
 		}
 		if err != nil {
 			return fmt.Errorf("fluentd: %w", err)
@@ -374,12 +374,12 @@ func (s *Sink) run(ctx context.Context) {
 		b.attempts++
 		fails++
 		if b.attempts > s.cfg.MaxRetries {
-			s.log.error("retries", "dropping a batch after too many failed attempts", "events", b.pendingEvents(), "attempts", b.attempts, "error", err)
+			s.log.Error("retries", "dropping a batch after too many failed attempts", "events", b.pendingEvents(), "attempts", b.attempts, "error", err)
 			s.dropped.Add(uint64(b.pendingEvents()))
 			s.q.Ack(b.ackFrom, b.ackTo) // given up on: off the disk too
 			have = false
 		} else {
-			s.log.warn("send", "cannot deliver to Fluentd, will retry", "attempt", b.attempts, "error", err)
+			s.log.Warn("send", "cannot deliver to Fluentd, will retry", "attempt", b.attempts, "error", err)
 		}
 		wait := s.backoff(fails)
 		if fails == 1 && l.wasUp {
@@ -463,7 +463,7 @@ func (s *Sink) fill(ctx context.Context, b *batch) error {
 	}
 	if err := s.enc.finish(b); err != nil {
 		// Not expected with the types encoded here.
-		s.log.error("encode", "cannot encode a batch", "error", err)
+		s.log.Error("encode", "cannot encode a batch", "error", err)
 		s.dropped.Add(uint64(s.enc.count()))
 		s.enc.reset()
 		s.ackUnencoded()
@@ -494,48 +494,9 @@ func (s *Sink) encode(items []forward.Item) {
 			s.tokTo = t + 1
 		}
 		if err := s.enc.add(&items[i].Event); err != nil {
-			s.log.error("encode", "cannot encode an event", "error", err)
+			s.log.Error("encode", "cannot encode an event", "error", err)
 			s.dropped.Add(1)
 		}
 	}
 	clear(items)
-}
-
-// rateLog logs each kind of message at most once per interval, with a count
-// of the ones it held back.
-type rateLog struct {
-	log   *slog.Logger
-	every time.Duration
-
-	// mu guards last and held.
-	mu   sync.Mutex
-	last map[string]time.Time
-	held map[string]int
-}
-
-func newRateLog(log *slog.Logger, every time.Duration) *rateLog {
-	return &rateLog{log: log, every: every, last: map[string]time.Time{}, held: map[string]int{}}
-}
-
-func (r *rateLog) warn(key, msg string, args ...any) { r.emit(slog.LevelWarn, key, msg, args) }
-
-func (r *rateLog) error(key, msg string, args ...any) { r.emit(slog.LevelError, key, msg, args) }
-
-func (r *rateLog) info(key, msg string, args ...any) { r.emit(slog.LevelInfo, key, msg, args) }
-
-func (r *rateLog) emit(level slog.Level, key, msg string, args []any) {
-	now := time.Now()
-	r.mu.Lock()
-	if last, ok := r.last[key]; ok && now.Sub(last) < r.every {
-		r.held[key]++
-		r.mu.Unlock()
-		return
-	}
-	held := r.held[key]
-	r.last[key], r.held[key] = now, 0
-	r.mu.Unlock()
-	if held > 0 {
-		args = append(args, "suppressed", held)
-	}
-	r.log.Log(context.Background(), level, msg, args...)
 }
