@@ -72,7 +72,8 @@ type stream struct {
 
 	// Counters, read by Stats.
 	entries, skipped, writeErrors atomic.Uint64
-	errLog                        *forward.RateLog
+
+	errLog *forward.RateLog
 }
 
 // run decodes frames until the FIFO is drained after stop.
