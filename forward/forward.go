@@ -61,14 +61,20 @@ type Container struct {
 // last attempt to deliver.
 const FinalAttemptMargin = 2 * time.Second
 
-// CapWait shortens a wait between delivery attempts so that it ends
-// FinalAttemptMargin before deadline (Unix nanoseconds, 0 for none): a
-// destination that comes back late in Close's time still gets what is
-// left. Waits already ending by then, or a deadline too close, are kept.
+// ClosingRetryWait is the longest wait between delivery attempts once Close
+// has started: a stopped container's destinations have little time left,
+// and one that comes back should not find them asleep.
+const ClosingRetryWait = 3 * time.Second
+
+// CapWait shortens a wait between delivery attempts once Close has set a
+// deadline (Unix nanoseconds, 0 for none): to at most ClosingRetryWait, and
+// so that it ends FinalAttemptMargin before the deadline, leaving time for a
+// last attempt. A deadline too close keeps the wait as it is.
 func CapWait(wait time.Duration, deadline int64) time.Duration {
 	if deadline == 0 {
 		return wait
 	}
+	wait = min(wait, ClosingRetryWait)
 	if left := time.Until(time.Unix(0, deadline)) - FinalAttemptMargin; left > 0 && wait > left {
 		return left
 	}

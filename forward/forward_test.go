@@ -15,9 +15,10 @@ func TestCapWait(t *testing.T) {
 		min      time.Duration // and at least this
 	}{
 		{"no deadline", time.Minute, 0, time.Minute, time.Minute},
-		{"ends before the last attempt", time.Second, now.Add(time.Minute).UnixNano(), time.Second, time.Second},
-		{"cut for a last attempt", time.Minute, now.Add(10 * time.Second).UnixNano(), 8 * time.Second, 7 * time.Second},
-		{"deadline too close: kept", time.Minute, now.Add(time.Second).UnixNano(), time.Minute, time.Minute},
+		{"short wait kept", time.Second, now.Add(time.Minute).UnixNano(), time.Second, time.Second},
+		{"long wait shortened while closing", time.Minute, now.Add(time.Minute).UnixNano(), ClosingRetryWait, ClosingRetryWait},
+		{"cut for a last attempt", 2500 * time.Millisecond, now.Add(4 * time.Second).UnixNano(), 2 * time.Second, time.Second},
+		{"deadline too close", time.Minute, now.Add(time.Second).UnixNano(), ClosingRetryWait, ClosingRetryWait},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
