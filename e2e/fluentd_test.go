@@ -753,16 +753,31 @@ func TestFluentdTLS(t *testing.T) {
 // fwdFreePort returns a loopback address nobody listens on (for now).
 func fwdFreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	fwdPorts.mu.Lock()
+	defer fwdPorts.mu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The kernel may hand a port it just freed to the next caller:
+		// two parallel tests must not wait for their lines on one port.
+		if !fwdPorts.given[addr] {
+			fwdPorts.given[addr] = true
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
+
+// fwdPorts are the ports fwdFreePort handed out.
+var fwdPorts = struct {
+	mu    sync.Mutex // guards given
+	given map[string]bool
+}{given: map[string]bool{}}
 
 // TestFluentdUnreachableAtStart starts containers while no Fluentd listens:
 // docker run must succeed, and the lines must arrive once it listens.
