@@ -134,3 +134,34 @@ vet:
 	@echo "==> go vet"
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e
+
+## bench: Go benchmarks, then the end-to-end benchmark against Docker's own
+## drivers (bench/); prints Markdown tables. Needs root and dockerd.
+# The plugins it measures get their own names and build directory, so that
+# it leaves $(PLUGIN) alone.
+BENCH_PLUGIN   ?= logferry-bench:latest
+DRAIN_PLUGIN   ?= logferry-drain:latest
+BENCH_DIR      ?= $(BUILD_DIR)/bench
+# Flags of the harness, e.g. BENCH_FLAGS="-runs 5 -raw"; see README.
+BENCH_FLAGS    ?=
+# Packages whose testing.B benchmarks run first; empty to skip them.
+GO_BENCH_PKGS  ?= ./rotate ./driver ./forward/... ./bench
+GO_BENCH_FLAGS ?= -run '^$$' -bench . -benchmem
+.PHONY: bench
+bench:
+	@echo "==> prepare the benchmark: dockerd, $(BUSYBOX_IMAGE), plugins $(BENCH_PLUGIN) and $(DRAIN_PLUGIN)"
+	bash scripts/dockerd.sh
+	bash scripts/busybox-image.sh
+	$(MAKE) --no-print-directory install PLUGIN=$(BENCH_PLUGIN) BUILD_DIR=$(BENCH_DIR) \
+		BIN=$(BENCH_DIR)/logferry ROOTFS_IMAGE=logferry-rootfs:bench
+	rm -rf $(BENCH_DIR)/drain
+	mkdir -p $(BENCH_DIR)/drain/rootfs/run/docker/plugins
+	CGO_ENABLED=0 $(GO) build -tags bench -trimpath -o $(BENCH_DIR)/drain/rootfs/drainplugin ./bench/drainplugin
+	cp bench/drainplugin/config.json $(BENCH_DIR)/drain/config.json
+	$(call remove_plugin,$(DRAIN_PLUGIN))
+	$(DOCKER) plugin create $(DRAIN_PLUGIN) $(BENCH_DIR)/drain
+	$(DOCKER) plugin enable --timeout 0 $(DRAIN_PLUGIN)
+	@echo "==> Go benchmarks: $(or $(GO_BENCH_PKGS),skipped)"
+	$(if $(GO_BENCH_PKGS),$(GO) test -tags bench $(GO_BENCH_FLAGS) $(GO_BENCH_PKGS))
+	@echo "==> end-to-end benchmark"
+	$(GO) run -tags bench ./bench -plugin $(BENCH_PLUGIN) -drain $(DRAIN_PLUGIN) -image $(BUSYBOX_IMAGE) $(BENCH_FLAGS)

@@ -1,0 +1,145 @@
+//go:build bench
+
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// bulkReceiver is an Elasticsearch stand-in on 127.0.0.1 that only counts:
+// it answers the health check (HEAD and GET /) and POST or PUT /_bulk and
+// /{index}/_bulk, counting two NDJSON lines per document (logferry sends
+// only create actions, each with its source) and answering 200 with one
+// "201 created" item per document, shaped as Elasticsearch 7 shapes them,
+// so that the sender decodes a realistic answer. It keeps the _bulk
+// contract of forward/elasticsearch/estest for the requests logferry makes,
+// but stores and checks nothing: its cost is reading the body and writing
+// the answer.
+//
+// Its goroutine is started by startBulkReceiver and stopped and waited for
+// by close.
+type bulkReceiver struct {
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{} // closed when Serve has returned
+
+	docs, requests, bad atomic.Int64
+	bufs                sync.Pool // *bytes.Buffer
+}
+
+// bulkItem is one item of the answer, as Elasticsearch 7 writes it for a
+// create (the _index and _id are not echoed: the sender ignores them).
+const bulkItem = `{"create":{"_index":"docker-bench","_type":"_doc","_id":"bench","_version":1,"result":"created",` +
+	`"_shards":{"total":1,"successful":1,"failed":0},"_seq_no":0,"_primary_term":1,"status":201}}`
+
+func startBulkReceiver() (*bulkReceiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch receiver: %w", err)
+	}
+	r := &bulkReceiver{ln: ln, done: make(chan struct{})}
+	r.bufs.New = func() any { return new(bytes.Buffer) }
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(r.done)
+		_ = r.srv.Serve(ln) // ends with ErrServerClosed
+	}()
+	return r, nil
+}
+
+// url is the receiver's base URL, as elasticsearch-url takes it.
+func (r *bulkReceiver) url() string { return "http://" + r.ln.Addr().String() }
+
+// count returns the documents received so far.
+func (r *bulkReceiver) count() int64 { return r.docs.Load() }
+
+// failures returns the number of requests it refused.
+func (r *bulkReceiver) failures() int64 { return r.bad.Load() }
+
+// close stops the server, waiting up to a few seconds for requests in
+// flight.
+func (r *bulkReceiver) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := r.srv.Shutdown(ctx)
+	<-r.done
+	return err
+}
+
+func (r *bulkReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	path := strings.Trim(req.URL.Path, "/")
+	switch {
+	case path == "" && (req.Method == http.MethodHead || req.Method == http.MethodGet):
+		w.Header().Set("Content-Type", "application/json")
+		if req.Method == http.MethodGet {
+			io.WriteString(w, `{"name":"bench","cluster_name":"bench","version":{"number":"7.17.0","build_flavor":"default"},"tagline":"You Know, for Search"}`)
+		}
+	case (path == "_bulk" || strings.HasSuffix(path, "/_bulk") && strings.Count(path, "/") == 1) &&
+		(req.Method == http.MethodPost || req.Method == http.MethodPut):
+		r.bulk(w, req)
+	default:
+		r.bad.Add(1)
+		http.Error(w, `{"error":"not served by the benchmark"}`, http.StatusNotFound)
+	}
+}
+
+func (r *bulkReceiver) bulk(w http.ResponseWriter, req *http.Request) {
+	buf := r.bufs.Get().(*bytes.Buffer)
+	defer r.bufs.Put(buf)
+	buf.Reset()
+	body := io.Reader(req.Body)
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			r.refuse(w, err)
+			return
+		}
+		defer zr.Close()
+		body = zr
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		r.refuse(w, err)
+		return
+	}
+	b := buf.Bytes()
+	lines := bytes.Count(b, []byte{'\n'})
+	if len(b) == 0 || b[len(b)-1] != '\n' || lines%2 != 0 {
+		r.refuse(w, errors.New("want create actions, each with its source, ending with a newline"))
+		return
+	}
+	n := lines / 2
+	// The answer replaces the body in the buffer.
+	buf.Reset()
+	buf.Grow(64 + n*(len(bulkItem)+1))
+	buf.WriteString(`{"took":1,"errors":false,"items":[`)
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(bulkItem)
+	}
+	buf.WriteString("]}")
+	w.Header().Set("Content-Type", "application/json")
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return
+	}
+	r.requests.Add(1)
+	r.docs.Add(int64(n))
+}
+
+func (r *bulkReceiver) refuse(w http.ResponseWriter, err error) {
+	r.bad.Add(1)
+	http.Error(w, fmt.Sprintf(`{"error":%q}`, err.Error()), http.StatusBadRequest)
+}
