@@ -13,9 +13,17 @@ host=${DOCKER_HOST:-unix:///var/run/docker.sock}
 # Extra flags for dockerd, e.g. DOCKERD_FLAGS="--storage-driver vfs".
 read -r -a flags <<<"${DOCKERD_FLAGS:-}"
 
-if docker info >/dev/null 2>&1; then
+# A daemon that accepts connections but does not answer (a hung dockerd)
+# must fail the run quickly, not hold it until CI's time runs out.
+answers() { timeout 20 docker info >/dev/null 2>&1; }
+
+if answers; then
 	echo "dockerd: already running"
 	exit 0
+fi
+if [[ -S /var/run/docker.sock ]] && pgrep -x dockerd >/dev/null; then
+	echo "dockerd: running but not answering within 20s; restart it (see its log)" >&2
+	exit 1
 fi
 
 mkdir -p "$build_dir"
@@ -26,7 +34,7 @@ setsid nohup dockerd --host "$host" "${flags[@]}" \
 pid=$!
 
 for ((i = 0; i < ceiling; i++)); do
-	if docker info >/dev/null 2>&1; then
+	if answers; then
 		echo "dockerd: ready after ${i}s (pid $pid)"
 		exit 0
 	fi
