@@ -285,16 +285,27 @@ func (h *harness) runAll(ctx context.Context) ([]result, error) {
 		}
 	}
 	var results []result
-	failed := 0
+	failed, inARow := 0, 0
 	add := func(r result) {
 		results = append(results, r)
 		if r.err != nil {
 			failed++
+			inARow++
 			logf("%s, %s, round %d: FAILED: %v", r.workload, r.driver, r.round, r.err)
 			return
 		}
-		logf("%s, %s, round %d: %.2fs, plugin cpu %.2fs, dockerd cpu %.2fs", r.workload, r.driver, r.round,
-			r.wall.Seconds(), r.pluginCPU.Seconds(), r.dockerdCPU.Seconds())
+		inARow = 0
+		logf("%s, %s, round %d: %.2fs, plugin cpu %.2fs, dockerd cpu %.2fs, plugin peak rss %.1f MiB", r.workload, r.driver, r.round,
+			r.wall.Seconds(), r.pluginCPU.Seconds(), r.dockerdCPU.Seconds(), float64(r.pluginRSS)/(1<<20))
+	}
+	// stuck reports runs failing one after the other, as they do when
+	// dockerd no longer starts or stops containers: then the rest would
+	// only wait for their timeouts.
+	stuck := func() error {
+		if inARow >= maxFailuresInARow {
+			return fmt.Errorf("%d runs in a row failed; is dockerd healthy? (docker info, its log)", inARow)
+		}
+		return ctx.Err()
 	}
 	for _, w := range []workload{cfg.single, cfg.many} {
 		if w.containers == 0 {
@@ -303,8 +314,8 @@ func (h *harness) runAll(ctx context.Context) ([]result, error) {
 		for round := 1; round <= cfg.runs; round++ {
 			n := len(cfg.drivers)
 			for i := range n {
-				if ctx.Err() != nil {
-					return results, ctx.Err()
+				if err := stuck(); err != nil {
+					return results, err
 				}
 				add(h.run(ctx, w, cfg.drivers[(i+round-1)%n], round))
 			}
@@ -312,8 +323,8 @@ func (h *harness) runAll(ctx context.Context) ([]result, error) {
 	}
 	if cfg.wide.containers > 0 {
 		for _, name := range cfg.wideOn {
-			if ctx.Err() != nil {
-				return results, ctx.Err()
+			if err := stuck(); err != nil {
+				return results, err
 			}
 			add(h.run(ctx, cfg.wide, name, 1))
 		}
@@ -530,6 +541,10 @@ func parallel(n int, f func(i int) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// maxFailuresInARow is how many runs may fail one after the other before
+// the harness gives up.
+const maxFailuresInARow = 3
 
 // gatePoll is how often a container looks for the gate file: at most this
 // is added to every measured time.
