@@ -27,23 +27,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	consumed := make(chan int)
-	go func() {
-		n := 0
-		var items []forward.Item
-		for {
-			var err error
-			items, err = q.Next(context.Background(), items[:0], 10_000, 4<<20)
-			if len(items) > 0 {
-				n += len(items)
-				q.Ack(items[0].Token, items[len(items)-1].Token+1)
-			}
-			if err != nil {
-				consumed <- n
-				return
-			}
-		}
-	}()
+	consumed := consume(q)
 	b.SetBytes(int64(frameSize(&benchEvent, 0)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -68,23 +52,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	consumed := make(chan int)
-	go func() {
-		n := 0
-		var items []forward.Item
-		for {
-			var err error
-			items, err = q.Next(context.Background(), items[:0], 10_000, 4<<20)
-			if len(items) > 0 {
-				n += len(items)
-				q.Ack(items[0].Token, items[len(items)-1].Token+1)
-			}
-			if err != nil {
-				consumed <- n
-				return
-			}
-		}
-	}()
+	consumed := consume(q)
 	b.SetBytes(int64(frameSize(&benchEvent, 0)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -182,4 +150,28 @@ func copyDirB(b *testing.B, src, dst string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// consume reads and acknowledges everything q hands out, in the background,
+// and sends how many entries it consumed once q is closed for writing and
+// drained.
+func consume(q *Queue) <-chan int {
+	consumed := make(chan int, 1)
+	go func() {
+		n := 0
+		var items []forward.Item
+		for {
+			var err error
+			items, err = q.Next(context.Background(), items[:0], 10_000, 4<<20)
+			if len(items) > 0 {
+				n += len(items)
+				q.Ack(items[0].Token, items[len(items)-1].Token+1)
+			}
+			if err != nil {
+				consumed <- n
+				return
+			}
+		}
+	}()
+	return consumed
 }
