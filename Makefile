@@ -142,6 +142,9 @@ vet:
 BENCH_PLUGIN   ?= logferry-bench:latest
 DRAIN_PLUGIN   ?= logferry-drain:latest
 BENCH_DIR      ?= $(BUILD_DIR)/bench
+# Root mount of $(BENCH_PLUGIN): its own, so that the files and buffers of
+# the benchmark's containers never mix with those of other installs.
+BENCH_ROOT     ?= /var/lib/logferry-bench
 # Flags of the harness, e.g. BENCH_FLAGS="-runs 5 -raw"; see README.
 BENCH_FLAGS    ?=
 # Packages whose testing.B benchmarks run first; empty to skip them.
@@ -154,6 +157,10 @@ bench:
 	bash scripts/busybox-image.sh
 	$(MAKE) --no-print-directory install PLUGIN=$(BENCH_PLUGIN) BUILD_DIR=$(BENCH_DIR) \
 		BIN=$(BENCH_DIR)/logferry ROOTFS_IMAGE=logferry-rootfs:bench
+	mkdir -p -m 0750 $(BENCH_ROOT)
+	$(DOCKER) plugin disable -f $(BENCH_PLUGIN)
+	$(DOCKER) plugin set $(BENCH_PLUGIN) root.source=$(BENCH_ROOT)
+	$(DOCKER) plugin enable --timeout 0 $(BENCH_PLUGIN)
 	rm -rf $(BENCH_DIR)/drain
 	mkdir -p $(BENCH_DIR)/drain/rootfs/run/docker/plugins
 	CGO_ENABLED=0 $(GO) build -tags bench -trimpath -o $(BENCH_DIR)/drain/rootfs/drainplugin ./bench/drainplugin

@@ -152,6 +152,18 @@ func (c *dockerClient) plugin(ctx context.Context, name string) (pluginInfo, err
 	return info, nil
 }
 
+// restartPlugin disables the plugin (forcing it: no container uses it
+// between runs) and enables it again, so that a run starts with a fresh
+// plugin process.
+func (c *dockerClient) restartPlugin(ctx context.Context, name string) error {
+	path := "/plugins/" + url.PathEscape(name)
+	if err := c.call(ctx, http.MethodPost, path+"/disable", url.Values{"force": {"1"}}, nil, nil); err != nil {
+		return err
+	}
+	// timeout=0: no limit on requests to the plugin, as "make install" sets.
+	return c.call(ctx, http.MethodPost, path+"/enable", url.Values{"timeout": {"0"}}, nil, nil)
+}
+
 // containerSpec is a container to create.
 type containerSpec struct {
 	name      string

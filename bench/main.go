@@ -71,6 +71,7 @@ type config struct {
 	raw        bool
 	fluentMode string
 	serve      bool
+	restart    bool
 }
 
 // workload is a number of containers that each print a number of lines.
@@ -134,6 +135,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.stall, "stall", 3*time.Second, "after the containers exit, how long a receiver may get nothing before the lines it lacks count as lost")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "pause after each run's clean-up (and sync), so that one run's writeback does not land in the next")
 	fs.BoolVar(&c.warmup, "warmup", true, "run every configuration once on a small workload first, unmeasured")
+	fs.BoolVar(&c.restart, "restart-plugin", true, "disable and enable a plugin before each of its runs, so that every run starts with a fresh plugin process (its peak RSS is then the run's own)")
 	fs.BoolVar(&c.raw, "raw", false, "also print every run, not only the medians")
 	fs.BoolVar(&c.serve, "serve", false, "only run the Fluentd and Elasticsearch receivers and print their addresses, until interrupted (to profile a plugin by hand)")
 	fs.StringVar(&c.fluentMode, "fluentd-mode", "", "logferry's fluentd-mode for the logferry-fluentd configuration (default: logferry's default, packedforward)")

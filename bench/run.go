@@ -392,6 +392,11 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 	}
 	pluginPid := 0
 	if id := d.pluginID(e); id != "" {
+		if h.cfg.restart {
+			if err := h.docker.restartPlugin(ctx, d.logDriver(e)); err != nil {
+				return err
+			}
+		}
 		var err error
 		if pluginPid, err = pluginPID(ctx, id); err != nil {
 			return err
@@ -652,7 +657,12 @@ func (h *harness) removeAll(ctx context.Context, ids []string, d *driverSpec) er
 			}
 		}
 		if h.env != nil && h.env.pluginInfo.root != "" && (d == nil || d.proc == logferryPlugin) {
-			errs = append(errs, os.RemoveAll(filepath.Join(h.env.pluginInfo.root, "containers", id)))
+			// The container's files, and what its destinations left in
+			// their disk buffers (delivered by the next plugin process
+			// otherwise, into the next run's counts).
+			for _, dir := range []string{"containers", "buffer"} {
+				errs = append(errs, os.RemoveAll(filepath.Join(h.env.pluginInfo.root, dir, id)))
+			}
 		}
 		return errors.Join(errs...)
 	})
