@@ -17,10 +17,11 @@ BIN          ?= bin/logferry
 BUILD_DIR    ?= build
 PLUGIN_DIR   ?= $(BUILD_DIR)/plugin
 # Throw-away image built from the Dockerfile, exported as the rootfs and
-# removed again.
-ROOTFS_IMAGE ?= logferry-rootfs:build
+# removed again; tagged after the build directory, so that builds from two
+# checkouts on one dockerd do not take each other's image.
+ROOTFS_IMAGE ?= logferry-rootfs:$(shell printf %s '$(abspath $(BUILD_DIR))' | md5sum | cut -c1-12)
 # Host directory behind the plugin's "root" mount (config.json's default);
-# it must exist before the plugin is enabled.
+# "make install" creates it and sets the mount's source to it.
 HOST_ROOT    ?= /var/lib/logferry
 # Image the end-to-end tests run (built by scripts/busybox-image.sh).
 BUSYBOX_IMAGE ?= logferry-busybox:latest
@@ -88,6 +89,7 @@ install: plugin
 	$(call remove_plugin,$(PLUGIN))
 	mkdir -p -m 0750 $(HOST_ROOT)
 	$(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR)
+	$(DOCKER) plugin set $(PLUGIN) root.source=$(HOST_ROOT)
 	$(DOCKER) plugin enable --timeout 0 $(PLUGIN)
 
 ## push: push the plugin to $(REGISTRY) as $(PLUGIN_REPO):$(TAG)
@@ -156,11 +158,7 @@ bench:
 	bash scripts/dockerd.sh
 	bash scripts/busybox-image.sh
 	$(MAKE) --no-print-directory install PLUGIN=$(BENCH_PLUGIN) BUILD_DIR=$(BENCH_DIR) \
-		BIN=$(BENCH_DIR)/logferry ROOTFS_IMAGE=logferry-rootfs:bench
-	mkdir -p -m 0750 $(BENCH_ROOT)
-	$(DOCKER) plugin disable -f $(BENCH_PLUGIN)
-	$(DOCKER) plugin set $(BENCH_PLUGIN) root.source=$(BENCH_ROOT)
-	$(DOCKER) plugin enable --timeout 0 $(BENCH_PLUGIN)
+		BIN=$(BENCH_DIR)/logferry HOST_ROOT=$(BENCH_ROOT)
 	rm -rf $(BENCH_DIR)/drain
 	mkdir -p $(BENCH_DIR)/drain/rootfs/run/docker/plugins
 	CGO_ENABLED=0 $(GO) build -tags bench -trimpath -o $(BENCH_DIR)/drain/rootfs/drainplugin ./bench/drainplugin
