@@ -83,10 +83,11 @@ type Driver struct {
 	// budget is shared by the disk buffers of every destination.
 	budget *forward.Budget
 
-	// mu guards streams, files and closed.
+	// mu guards streams, files, poll and closed.
 	mu      sync.Mutex
 	streams map[string]*stream         // by FIFO path
 	files   map[string]*containerFiles // by container ID
+	poll    *poller                    // started by the first stream
 	closed  bool
 }
 
@@ -163,7 +164,12 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 	if err != nil {
 		return err
 	}
-	f, err := openFIFO(path)
+	p, err := d.poller()
+	if err != nil {
+		discardSinks(sinks)
+		return err
+	}
+	f, err := openFIFO(path, p)
 	if err != nil {
 		discardSinks(sinks)
 		return err
@@ -221,12 +227,27 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 	}()
 	if r.stale {
 		delete(d.streams, path)
-		if err := f.stop(); err != nil {
-			log.Error("stop stale fifo", "error", err)
-		}
+		f.stop()
 	}
 	s.log.Debug("start logging", "name", info.Name())
 	return nil
+}
+
+// poller returns the Driver's FIFO poller, started on first use.
+func (d *Driver) poller() (*poller, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if d.poll == nil {
+		p, err := newPoller()
+		if err != nil {
+			return nil, err
+		}
+		d.poll = p
+	}
+	return d.poll, nil
 }
 
 // StopLogging drains the FIFO at path, writes what it held and releases the
@@ -247,9 +268,7 @@ func (d *Driver) StopLogging(ctx context.Context, path string) error {
 // stop makes s drain its FIFO and waits until it has written everything
 // and released its files, or until ctx is done.
 func (d *Driver) stop(ctx context.Context, s *stream) error {
-	if err := s.fifo.stop(); err != nil {
-		return fmt.Errorf("stop logging %q: %w", s.path, err)
-	}
+	s.fifo.stop()
 	select {
 	case <-s.done:
 		return nil
@@ -436,6 +455,13 @@ func (d *Driver) Close(ctx context.Context) error {
 		close(d.quit)
 		<-done
 		errs = append(errs, fmt.Errorf("close driver: %w", ctx.Err()))
+	}
+	// Every stream is done: nothing waits on the poller any more.
+	d.mu.Lock()
+	p := d.poll
+	d.mu.Unlock()
+	if p != nil {
+		errs = append(errs, p.close())
 	}
 	return errors.Join(errs...)
 }

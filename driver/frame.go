@@ -21,8 +21,9 @@ const DefaultMaxFrame = 1 << 20
 const frameHeader = 4
 
 // minBuffer is the size of a Decoder's first read buffer (when maxFrame
-// allows it).
-const minBuffer = 4 << 10
+// allows it): room for a couple of milliseconds of a busy container's
+// frames, which the FIFO reader lets gather before it reads.
+const minBuffer = 64 << 10
 
 // maxEmptyReads is how many reads in a row may return no data and no error
 // before a Decoder gives up with io.ErrNoProgress.
