@@ -42,6 +42,11 @@ type Config struct {
 	// deliver what they still hold; 0 means DefaultLinger. docker stop does
 	// not wait for it.
 	Linger time.Duration
+	// DockerContainers is dockerd's own containers directory
+	// (<data-root>/containers) as the plugin sees it, read-only: Maintain
+	// removes the log files of containers that are gone from it. Empty: log
+	// files stay until removed by hand.
+	DockerContainers string
 }
 
 // Defaults of Config.
@@ -83,12 +88,21 @@ type Driver struct {
 	// budget is shared by the disk buffers of every destination.
 	budget *forward.Budget
 
-	// mu guards streams, files, poll and closed.
+	// tidyMu is held shared while a stream or a replay opens a container's
+	// files and buffers, and exclusively while Maintain removes them.
+	tidyMu sync.RWMutex
+	// warnOnce reports an unusable Config.DockerContainers once.
+	warnOnce sync.Once
+
+	// mu guards streams, files, delivering, poll and closed.
 	mu      sync.Mutex
 	streams map[string]*stream         // by FIFO path
 	files   map[string]*containerFiles // by container ID
-	poll    *poller                    // started by the first stream
-	closed  bool
+	// delivering counts, by container ID, the closing destinations that
+	// are still delivering.
+	delivering map[string]int
+	poll       *poller // started by the first stream
+	closed     bool
 }
 
 // New returns a Driver that keeps container logs under cfg.Root.
@@ -107,12 +121,13 @@ func New(cfg Config) *Driver {
 		log = slog.Default()
 	}
 	return &Driver{
-		cfg:     cfg,
-		log:     log,
-		quit:    make(chan struct{}),
-		budget:  forward.NewBudget(cfg.BufferBudget),
-		streams: make(map[string]*stream),
-		files:   make(map[string]*containerFiles),
+		cfg:        cfg,
+		log:        log,
+		quit:       make(chan struct{}),
+		budget:     forward.NewBudget(cfg.BufferBudget),
+		streams:    make(map[string]*stream),
+		files:      make(map[string]*containerFiles),
+		delivering: make(map[string]int),
 	}
 }
 
@@ -151,6 +166,8 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 	if r.probe != nil {
 		defer r.probe.Close()
 	}
+	d.tidyMu.RLock()
+	defer d.tidyMu.RUnlock()
 	logPath, err := d.logPath(info.ContainerID)
 	if err != nil {
 		return err
@@ -160,9 +177,15 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 		return err
 	}
 	log := d.log.With("container", info.ContainerID[:12], "fifo", path)
-	sinks, err := d.newSinks(&opts, filepath.Dir(logPath), log)
+	sinks, err := d.newSinks(&opts, filepath.Dir(logPath))
 	if err != nil {
 		return err
+	}
+	if len(sinks) > 0 {
+		if err := d.saveBufferInfo(info); err != nil {
+			discardSinks(sinks)
+			return err
+		}
 	}
 	p, err := d.poller()
 	if err != nil {
@@ -279,8 +302,9 @@ func (d *Driver) stop(ctx context.Context, s *stream) error {
 
 // newSinks creates the destinations opts turns on. Creating one never
 // waits for the network. Elasticsearch's dead-letter file goes into dir,
-// beside the container's logs.
-func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]destination, error) {
+// beside the container's logs. Sinks name the container and themselves in
+// their log messages.
+func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 	var dests []destination
 	// Each destination of a container has a disk buffer under the root,
 	// which outlives the plugin process: a restarted plugin, or the next
@@ -292,7 +316,7 @@ func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]destin
 		cfg := *opts.fluentd
 		cfg.BufferDir = bufferDir(destFluentd)
 		cfg.Buffer.Budget = d.budget
-		s, err := fluentd.New(cfg, opts.container, log.With("destination", destFluentd))
+		s, err := fluentd.New(cfg, opts.container, d.log)
 		if err != nil {
 			return nil, err
 		}
@@ -307,7 +331,7 @@ func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]destin
 		cfg.DeadLetterPath = filepath.Join(dir, opts.container.ID+"-elasticsearch-rejected.ndjson")
 		cfg.BufferDir = bufferDir(destElasticsearch)
 		cfg.Buffer.Budget = d.budget
-		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, log.With("destination", destElasticsearch))
+		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, d.log)
 		if err != nil {
 			discardSinks(dests)
 			return nil, err
@@ -321,13 +345,24 @@ func (d *Driver) newSinks(opts *options, dir string, log *slog.Logger) ([]destin
 	return dests, nil
 }
 
-// closeSinks lets sinks deliver what they hold for up to Config.Linger in
-// the background, or until Close runs out of time; Close waits for them.
-func (d *Driver) closeSinks(sinks []destination) {
+// closeSinks lets the sinks of container id deliver what they hold for up
+// to Config.Linger in the background, or until Close runs out of time;
+// Close waits for them.
+func (d *Driver) closeSinks(id string, sinks []destination) {
 	for _, sk := range sinks {
 		d.wg.Add(1)
+		d.mu.Lock()
+		d.delivering[id]++
+		d.mu.Unlock()
 		go func() {
 			defer d.wg.Done()
+			defer func() {
+				d.mu.Lock()
+				if d.delivering[id]--; d.delivering[id] == 0 {
+					delete(d.delivering, id)
+				}
+				d.mu.Unlock()
+			}()
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Linger)
 			watched := make(chan struct{})
 			go func() {
@@ -360,7 +395,7 @@ func discardSinks(sinks []destination) {
 // release closes the FIFO of a finished stream and, for the last stream of
 // a container, its files.
 func (d *Driver) release(s *stream) error {
-	d.closeSinks(s.sinks)
+	d.closeSinks(s.info.ContainerID, s.sinks)
 	if s.keepState.Load() {
 		// The plugin is stopping while dockerd keeps writing: leave what
 		// the next process needs to carry on where this one stopped.

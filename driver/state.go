@@ -34,22 +34,26 @@ func (d *Driver) saveState(st *streamState) error {
 	if d.cfg.StateDir == "" {
 		return nil
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("save stream state: %w", err)
-	}
 	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("save stream state: %w", err)
 	}
-	path := d.statePath(st.File)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save stream state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeJSON(d.statePath(st.File), st); err != nil {
 		return fmt.Errorf("save stream state: %w", err)
 	}
 	return nil
+}
+
+// writeJSON writes v as JSON to path, replacing the file atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // dropState forgets the stream of fifo.

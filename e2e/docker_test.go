@@ -137,7 +137,8 @@ func (c *container) remove(t testing.TB) {
 		t.Errorf("remove %s: %v", c, err)
 	}
 	if c.ours() {
-		// The plugin keeps the files of removed containers, as it must.
+		// The plugin's janitor removes a removed container's files only
+		// within a minute or so.
 		if err := os.RemoveAll(c.ourDir()); err != nil {
 			t.Errorf("remove %s: %v", c, err)
 		}

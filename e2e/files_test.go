@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fidelityScript writes what json-file's encoding has to get right: escapes,
@@ -306,4 +308,29 @@ func TestReadingStoppedContainerLeavesFilesUntouched(t *testing.T) {
 		t.Errorf("reading logs changed the files in %s (files %q)\nbefore: %+v\nafter:  %+v", c.ourDir(), fileNames(files), before, after)
 	}
 	c.servedByPlugin(t)
+}
+
+// TestRemovedContainersLogsGo: like json-file's, logferry's files of a
+// container go when the container is removed (the plugin's janitor looks
+// every minute), and not before.
+func TestRemovedContainersLogsGo(t *testing.T) {
+	t.Parallel()
+	c := run(t, spec{driver: suite.driver, script: simpleScript})
+	kept := run(t, spec{driver: suite.driver, script: simpleScript})
+	if _, err := os.Stat(c.logPath(t)); err != nil {
+		t.Fatalf("%s: %v", c, err)
+	}
+	mustDocker(t, "rm", c.id)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		_, err := os.Stat(c.ourDir())
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s still there 3 minutes after docker rm (stat: %v)", c, c.ourDir(), err)
+		}
+		time.Sleep(time.Second)
+	}
+	checkSimpleLogs(t, kept)
 }

@@ -37,6 +37,7 @@ func run() error {
 	socket := flag.String("socket", "/run/docker/plugins/logferry.sock", "unix socket to serve the plugin protocol on")
 	root := flag.String("root", envOr("LOGFERRY_ROOT", "/var/lib/logferry"), "directory that holds containers/<id>/<id>-json.log")
 	state := flag.String("state-dir", "/var/lib/logferry-state", "directory, inside the plugin, that keeps what a restarted plugin needs to reopen running containers' FIFOs")
+	dockerContainers := flag.String("docker-containers", "/var/lib/docker-containers", "dockerd's containers directory as mounted into the plugin (read-only): the logs of containers gone from it are removed; missing: kept")
 	level := flag.String("log-level", envOr("LOG_LEVEL", "info"), "plugin log level: debug, info, warn or error")
 	flag.Parse()
 
@@ -50,10 +51,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(*dockerContainers); err != nil {
+		log.Warn("logs of removed containers are kept: dockerd's containers directory is not mounted", "dir", *dockerContainers, "error", err)
+		*dockerContainers = ""
+	}
 	d := driver.New(driver.Config{
-		Root:     *root,
-		StateDir: *state,
-		Logger:   log,
+		Root:             *root,
+		StateDir:         *state,
+		DockerContainers: *dockerContainers,
+		Logger:           log,
 		// Secrets come from plugin settings (docker plugin set), never from
 		// --log-opt, which docker inspect shows to anyone.
 		Elasticsearch: elasticsearch.Credentials{
@@ -68,6 +74,12 @@ func run() error {
 	if rerr != nil {
 		log.Error("recover streams", "error", rerr)
 	}
+	tidyCtx, stopTidy := context.WithCancel(context.Background())
+	tidied := make(chan struct{})
+	go func() {
+		defer close(tidied)
+		d.Maintain(tidyCtx, driver.DefaultTidyInterval)
+	}()
 	h := sdk.NewHandler(driver.Manifest)
 	d.Register(h)
 
@@ -103,6 +115,8 @@ func run() error {
 	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) && !errors.Is(serveErr, http.ErrServerClosed) {
 		err = fmt.Errorf("serve %q: %w", *socket, serveErr)
 	}
+	stopTidy()
+	<-tidied
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	err = errors.Join(err, d.Close(ctx))

@@ -1,0 +1,233 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/logferry/logferry/forward/diskq"
+)
+
+// DefaultTidyInterval is how often Maintain looks for leftovers.
+const DefaultTidyInterval = time.Minute
+
+// bufferInfoFile, in buffer/<id>/, records the container whose events the
+// buffers hold, so that they can be delivered when no stream of the
+// container is open: after it stopped while a destination was down, or
+// after a plugin restart.
+const bufferInfoFile = "container.json"
+
+// Maintain tidies the root every interval until ctx is done:
+//
+//   - a container's disk buffers that still hold events while none of its
+//     streams is open are delivered again (their destinations retry for
+//     Config.Linger), so that nothing waits for the container's next start;
+//   - buffer/<id> is removed once it holds nothing and no stream of the
+//     container is open;
+//   - with Config.DockerContainers, containers/<id> (the log files) is
+//     removed once dockerd has removed the container, as its json-file
+//     logs go with it.
+//
+// Maintain must have returned before Close is called.
+func (d *Driver) Maintain(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultTidyInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		d.tidy()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tidy makes one pass of Maintain.
+func (d *Driver) tidy() {
+	replay := d.sweep()
+	for _, id := range replay {
+		if err := d.replay(id); err != nil {
+			d.log.Error("deliver buffered events", "container", id[:12], "error", err)
+		}
+	}
+}
+
+// sweep removes what is no longer needed and returns the containers whose
+// buffers are to be delivered again. It holds starts off meanwhile, so
+// that no stream opens files or buffers that it removes.
+func (d *Driver) sweep() (replay []string) {
+	d.tidyMu.Lock()
+	defer d.tidyMu.Unlock()
+
+	buffers := filepath.Join(d.cfg.Root, "buffer")
+	for _, id := range containerDirs(buffers, d.log) {
+		if d.inUse(id) {
+			continue
+		}
+		dir := filepath.Join(buffers, id)
+		holds, err := holdsEvents(dir)
+		switch {
+		case err != nil:
+			d.log.Error("tidy buffers", "container", id[:12], "error", err)
+		case holds:
+			replay = append(replay, id)
+		default:
+			if err := os.RemoveAll(dir); err != nil {
+				d.log.Error("remove delivered buffers", "container", id[:12], "error", err)
+			}
+		}
+	}
+
+	if !d.dockerContainersUsable() {
+		return replay
+	}
+	files := filepath.Join(d.cfg.Root, "containers")
+	for _, id := range containerDirs(files, d.log) {
+		if d.inUse(id) {
+			continue
+		}
+		_, err := os.Stat(filepath.Join(d.cfg.DockerContainers, id))
+		if !errors.Is(err, os.ErrNotExist) {
+			continue // the container exists, or it cannot be told
+		}
+		if err := os.RemoveAll(filepath.Join(files, id)); err != nil {
+			d.log.Error("remove logs of a removed container", "container", id[:12], "error", err)
+			continue
+		}
+		d.log.Info("removed the logs of a removed container", "container", id[:12])
+	}
+	return replay
+}
+
+// inUse tells whether a stream of container id is open or its destinations
+// are still delivering.
+func (d *Driver) inUse(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.files[id] != nil || d.delivering[id] > 0
+}
+
+// dockerContainersUsable tells whether Config.DockerContainers can be
+// trusted to say which containers exist: it must list at least one
+// container, and the container of every open stream. A wrong mount (an
+// empty directory, another daemon's) would otherwise make every log look
+// orphaned.
+func (d *Driver) dockerContainersUsable() bool {
+	if d.cfg.DockerContainers == "" {
+		return false
+	}
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.files))
+	for id := range d.files {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		ids = containerDirs(d.cfg.DockerContainers, d.log)
+		if len(ids) == 0 {
+			return false
+		}
+	}
+	for _, id := range ids {
+		if _, err := os.Stat(filepath.Join(d.cfg.DockerContainers, id)); err != nil {
+			d.warnOnce.Do(func() {
+				d.log.Warn("logs of removed containers are kept: the docker-containers mount does not list running containers",
+					"dir", d.cfg.DockerContainers, "container", id[:12], "error", err)
+			})
+			return false
+		}
+	}
+	return true
+}
+
+// containerDirs lists the subdirectories of dir named as container IDs.
+func containerDirs(dir string, log *slog.Logger) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Error("tidy", "dir", dir, "error", err)
+		}
+		return nil
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && containerIDPattern.MatchString(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids
+}
+
+// holdsEvents tells whether any destination's buffer in the container's
+// buffer directory holds events.
+func holdsEvents(dir string) (bool, error) {
+	for _, dest := range []string{destFluentd, destElasticsearch} {
+		holds, err := diskq.Holds(filepath.Join(dir, dest))
+		if holds || err != nil {
+			return holds, err
+		}
+	}
+	return false, nil
+}
+
+// saveBufferInfo records info in the container's buffer directory.
+func (d *Driver) saveBufferInfo(info *Info) error {
+	dir := filepath.Join(d.cfg.Root, "buffer", info.ContainerID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save container info: %w", err)
+	}
+	if err := writeJSON(filepath.Join(dir, bufferInfoFile), info); err != nil {
+		return fmt.Errorf("save container info: %w", err)
+	}
+	return nil
+}
+
+// replay opens the destinations of container id on its buffers and lets
+// them deliver, as a stopped stream's destinations do.
+func (d *Driver) replay(id string) error {
+	d.tidyMu.RLock()
+	defer d.tidyMu.RUnlock()
+	if d.inUse(id) {
+		return nil // started meanwhile: its own destinations deliver
+	}
+	b, err := os.ReadFile(filepath.Join(d.cfg.Root, "buffer", id, bufferInfoFile))
+	if errors.Is(err, os.ErrNotExist) {
+		// Left by a version that did not record it: the container's
+		// next start delivers them.
+		d.log.Debug("buffered events wait for their container's next start", "container", id[:12])
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return fmt.Errorf("read container info: %w", err)
+	}
+	if info.ContainerID != id {
+		return fmt.Errorf("read container info: names container %q", info.ContainerID)
+	}
+	opts, err := parseOptions(&info)
+	if err != nil {
+		return err
+	}
+	logPath, err := d.logPath(id)
+	if err != nil {
+		return err
+	}
+	sinks, err := d.newSinks(&opts, filepath.Dir(logPath))
+	if err != nil {
+		return err
+	}
+	d.log.Info("delivering events buffered for a container without a stream", "container", id[:12], "destinations", len(sinks))
+	d.closeSinks(id, sinks)
+	return nil
+}
