@@ -329,14 +329,17 @@ func fwdNumberedLines(n int) string {
 	return fmt.Sprintf(`i=1; while [ $i -le %d ]; do if [ $((i %% 10)) -eq 0 ]; then echo "line $i" >&2; else echo "line $i"; fi; i=$((i+1)); done`, n)
 }
 
-// fwdLineNumbers counts the events "line N" by N; other events are returned
+// fwdLineNumbers counts the events "line N" by N, where N may have leading
+// zeros and be followed by a space and padding; other events are returned
 // as they are.
 func fwdLineNumbers(evs []fluentdtest.Event) (counts map[int]int, others []string) {
 	counts = make(map[int]int)
 	for _, ev := range evs {
 		log := fluentdLog(ev)
-		n, err := strconv.Atoi(strings.TrimPrefix(log, "line "))
-		if err != nil || !strings.HasPrefix(log, "line ") {
+		rest, ok := strings.CutPrefix(log, "line ")
+		num, _, _ := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(num)
+		if err != nil || !ok {
 			others = append(others, log)
 			continue
 		}
@@ -397,8 +400,9 @@ func fwdWait(t testing.TB, ceiling time.Duration, what string, cond func() bool)
 }
 
 // fwdSync is a host directory mounted at /sync in a container, through
-// which the test tells the container's script when to go on: the script
-// waits for a file, the test creates it.
+// which the test tells the container's script when to go on (the script
+// waits for a file, the test creates it) and the script tells the test
+// how far it got (it creates a file, the test checks that it exists).
 type fwdSync struct{ dir string }
 
 func newFwdSync(t testing.TB) *fwdSync { return &fwdSync{dir: t.TempDir()} }
@@ -412,6 +416,12 @@ func (s *fwdSync) signal(t testing.TB, name string) {
 	if err := os.WriteFile(filepath.Join(s.dir, name), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// exists reports whether the container's script created the file name.
+func (s *fwdSync) exists(name string) bool {
+	_, err := os.Stat(filepath.Join(s.dir, name))
+	return err == nil
 }
 
 // fwdWaitScript defines the shell function "await NAME", which waits until
