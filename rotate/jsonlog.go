@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,6 +67,9 @@ func appendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i += plainWords(s[i:]); i == len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if b >= 0x20 && b != '\\' && b != '"' && b != '<' && b != '>' && b != '&' {
@@ -104,6 +108,31 @@ func appendString(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plainWords returns the length of the longest prefix of s made of whole
+// 8-byte words whose bytes all appear unescaped in a JSON string (printable
+// ASCII except " \ < > &), testing eight bytes at a time.
+func plainWords(s []byte) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	// zero has the high bit of a byte set where x has a zero byte (and
+	// maybe above it, which does not matter here).
+	zero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
+	n := 0
+	for ; len(s)-n >= 8; n += 8 {
+		x := binary.LittleEndian.Uint64(s[n:])
+		bad := x&highs | // not ASCII
+			(x-ones*0x20)&^x&highs | // control character
+			zero(x^(ones*'"')) | zero(x^(ones*'\\')) |
+			zero(x^(ones*'<')) | zero(x^(ones*'>')) | zero(x^(ones*'&'))
+		if bad != 0 {
+			break
+		}
+	}
+	return n
 }
 
 // record is the json-file object as it is read back; attrs are not needed

@@ -352,3 +352,56 @@ func BenchmarkParseJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestPlainWords checks plainWords against a byte-by-byte reading, for
+// every byte value at every position of a word and for random input.
+func TestPlainWords(t *testing.T) {
+	plain := func(b byte) bool {
+		return b >= 0x20 && b < utf8.RuneSelf && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	want := func(s []byte) int {
+		n := 0
+		for ; len(s)-n >= 8; n += 8 {
+			for _, b := range s[n : n+8] {
+				if !plain(b) {
+					return n
+				}
+			}
+		}
+		return n
+	}
+	check := func(s []byte) {
+		t.Helper()
+		if got, want := plainWords(s), want(s); got != want {
+			t.Fatalf("plainWords(%q) = %d, want %d", s, got, want)
+		}
+	}
+	base := []byte("abcdefghijklmnopqrstuvwx")
+	for v := range 256 {
+		for pos := range len(base) {
+			s := bytes.Clone(base)
+			s[pos] = byte(v)
+			check(s)
+			check(s[:pos+1])
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		s := make([]byte, r.IntN(40))
+		for i := range s {
+			s[i] = byte(0x1e + r.IntN(0x62)) // mostly printable, some not
+		}
+		check(s)
+	}
+}
+
+func BenchmarkAppendJSONText(b *testing.B) {
+	e := benchEntry
+	e.Line = []byte("Запрос обработан: метод=GET путь=/api/v1/items статус=200 длительность=1.2ms 🚀\n")
+	buf := AppendJSON(nil, &e, nil)
+	b.SetBytes(int64(len(e.Line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &e, nil)
+	}
+}
