@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logferry/logferry/forward/elasticsearch/estest"
 )
 
 // simpleScript writes one line to each stream.
@@ -107,4 +109,40 @@ func TestInstallFromRegistry(t *testing.T) {
 	c := run(t, spec{driver: alias, root: root, script: simpleScript})
 	checkSimpleLogs(t, c)
 	c.servedByPlugin(t)
+}
+
+// TestElasticsearchCredentialsFromFile: a password in a file under the root
+// mount, named by ELASTICSEARCH_PASSWORD_FILE, authenticates the plugin,
+// and never shows in docker plugin inspect.
+func TestElasticsearchCredentialsFromFile(t *testing.T) {
+	const password = "pa55-from-file"
+	srv := esServer(t, estest.Options{Username: "elastic", Password: password})
+	secret := filepath.Join(suite.root, "e2e-es-password")
+	if err := os.WriteFile(secret, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustDocker(t, "plugin", "disable", "--force", suite.plugin)
+		mustDocker(t, "plugin", "set", suite.plugin, "ELASTICSEARCH_USERNAME=", "ELASTICSEARCH_PASSWORD_FILE=")
+		enablePlugin(t, suite.plugin)
+		os.Remove(secret)
+	})
+	mustDocker(t, "plugin", "disable", "--force", suite.plugin)
+	// The plugin sees its root mount at /var/lib/logferry.
+	mustDocker(t, "plugin", "set", suite.plugin, "ELASTICSEARCH_USERNAME=elastic",
+		"ELASTICSEARCH_PASSWORD_FILE=/var/lib/logferry/"+filepath.Base(secret))
+	enablePlugin(t, suite.plugin)
+
+	run(t, spec{
+		driver:  suite.driver,
+		logOpts: []string{"elasticsearch-url=" + srv.URL, "elasticsearch-flush-interval=200ms"},
+		script:  simpleScript,
+	})
+	esDocs(t, srv, 2, fwdCeiling)
+	if st := srv.Stats(); st.BadRequests != 0 {
+		t.Errorf("server refused %d requests (401 without the right credentials)", st.BadRequests)
+	}
+	if inspect := mustDocker(t, "plugin", "inspect", suite.plugin); strings.Contains(inspect, password) {
+		t.Error("docker plugin inspect shows the password")
+	}
 }

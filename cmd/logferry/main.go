@@ -55,6 +55,10 @@ func run() error {
 		log.Warn("logs of removed containers are kept: dockerd's containers directory is not mounted", "dir", *dockerContainers, "error", err)
 		*dockerContainers = ""
 	}
+	creds, err := credentials()
+	if err != nil {
+		return err
+	}
 	d := driver.New(driver.Config{
 		Root:             *root,
 		StateDir:         *state,
@@ -62,11 +66,7 @@ func run() error {
 		Logger:           log,
 		// Secrets come from plugin settings (docker plugin set), never from
 		// --log-opt, which docker inspect shows to anyone.
-		Elasticsearch: elasticsearch.Credentials{
-			Username: os.Getenv("ELASTICSEARCH_USERNAME"),
-			Password: os.Getenv("ELASTICSEARCH_PASSWORD"),
-			APIKey:   os.Getenv("ELASTICSEARCH_API_KEY"),
-		},
+		Elasticsearch: creds,
 	})
 	// Before serving: dockerd sends no StartLogging for the containers that
 	// were logging when the plugin stopped or crashed.
@@ -157,6 +157,47 @@ func monitorAddr(v string) string {
 		return "127.0.0.1" + v
 	}
 	return v
+}
+
+// credentials reads the Elasticsearch credentials from the plugin's
+// settings: each from its variable, or from the file its _FILE variable
+// names (under the root mount, so that the secret stays out of docker
+// plugin inspect).
+func credentials() (elasticsearch.Credentials, error) {
+	var c elasticsearch.Credentials
+	for _, v := range []struct {
+		name string
+		dst  *string
+	}{
+		{"ELASTICSEARCH_USERNAME", &c.Username},
+		{"ELASTICSEARCH_PASSWORD", &c.Password},
+		{"ELASTICSEARCH_API_KEY", &c.APIKey},
+	} {
+		val, err := secret(v.name)
+		if err != nil {
+			return c, err
+		}
+		*v.dst = val
+	}
+	return c, nil
+}
+
+// secret returns the value of the setting name: the variable itself, or
+// the content of the file that name_FILE names, without its final line
+// break. Setting both is an error.
+func secret(name string) (string, error) {
+	val, file := os.Getenv(name), os.Getenv(name+"_FILE")
+	if file == "" {
+		return val, nil
+	}
+	if val != "" {
+		return "", fmt.Errorf("setting %s: set %s or %s_FILE, not both", name, name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("setting %s_FILE: %w", name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func envOr(key, def string) string {
