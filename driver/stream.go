@@ -67,6 +67,7 @@ type stream struct {
 	keepState atomic.Bool
 
 	dec *Decoder
+	enc rotate.Encoder
 	// Scratch buffers reused for every entry.
 	line, rec []byte
 
@@ -120,7 +121,7 @@ func (s *stream) write(e *LogEntry) {
 		s.line = append(append(s.line[:0], e.Line...), '\n')
 		line = s.line
 	}
-	s.rec = rotate.AppendJSON(s.rec[:0], &rotate.Entry{
+	s.rec = s.enc.AppendJSON(s.rec[:0], &rotate.Entry{
 		Line:   line,
 		Stream: e.Source,
 		Time:   time.Unix(0, e.TimeNano),

@@ -28,6 +28,23 @@ var ErrBadRecord = errors.New("malformed json-file record")
 // order and the same string escaping, followed by "\n". attrs is a
 // marshalled JSON object, or nil for none. The time is written in UTC.
 func AppendJSON(dst []byte, e *Entry, attrs []byte) []byte {
+	var enc Encoder
+	return enc.AppendJSON(dst, e, attrs)
+}
+
+// Encoder writes json-file records as AppendJSON does, faster for records
+// of the same second, whose date and clock it formats once. The zero value
+// is ready to use; an Encoder is not safe for concurrent use.
+type Encoder struct {
+	sec int64 // Unix second of clock
+	// clock[:n] is "YYYY-MM-DDTHH:MM:SS" of sec in UTC; n is 0 before
+	// the first record.
+	clock [len("2006-01-02T15:04:05")]byte
+	n     int
+}
+
+// AppendJSON appends e to dst as one json-file record, see AppendJSON.
+func (enc *Encoder) AppendJSON(dst []byte, e *Entry, attrs []byte) []byte {
 	dst = append(dst, '{')
 	first := true
 	if len(e.Line) != 0 {
@@ -55,8 +72,37 @@ func AppendJSON(dst []byte, e *Entry, attrs []byte) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"time":"`...)
-	dst = e.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = enc.appendTime(dst, e.Time)
 	return append(dst, `"}`+"\n"...)
+}
+
+// appendTime appends t in UTC as time.RFC3339Nano does: the fraction
+// without trailing zeros, none for a whole second.
+func (enc *Encoder) appendTime(dst []byte, t time.Time) []byte {
+	sec, nsec := t.Unix(), t.Nanosecond()
+	if enc.n == 0 || sec != enc.sec {
+		u := t.UTC()
+		if y := u.Year(); y < 0 || y > 9999 {
+			return u.AppendFormat(dst, time.RFC3339Nano)
+		}
+		enc.n = copy(enc.clock[:], u.AppendFormat(enc.clock[:0], "2006-01-02T15:04:05"))
+		enc.sec = sec
+	}
+	dst = append(dst, enc.clock[:enc.n]...)
+	if nsec != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + nsec%10)
+			nsec /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
 }
 
 // appendString appends s as a JSON string escaped exactly as json-file does:
@@ -112,22 +158,26 @@ func appendString(dst, s []byte) []byte {
 
 // plainWords returns the length of the longest prefix of s made of whole
 // 8-byte words whose bytes all appear unescaped in a JSON string (printable
-// ASCII except " \ < > &), testing eight bytes at a time.
+// ASCII except quote, backslash, <, > and &), eight bytes at a time.
 func plainWords(s []byte) int {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
-	// zero has the high bit of a byte set where x has a zero byte (and
-	// maybe above it, which does not matter here).
-	zero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
 	n := 0
 	for ; len(s)-n >= 8; n += 8 {
 		x := binary.LittleEndian.Uint64(s[n:])
-		bad := x&highs | // not ASCII
-			(x-ones*0x20)&^x&highs | // control character
-			zero(x^(ones*'"')) | zero(x^(ones*'\\')) |
-			zero(x^(ones*'<')) | zero(x^(ones*'>')) | zero(x^(ones*'&'))
+		// The high bit of a byte of bad is set where that byte of x is
+		// not ASCII or is a control character (a borrow only leaves a
+		// byte that is one itself), or is " or & (x|4 is 0x26), < or >
+		// (x|2 is 0x3e), or a backslash. The zero-byte test y-1 & ^y can
+		// mark bytes above a zero byte too; bad is still 0 only when no
+		// byte needs escaping.
+		a := (x | ones*4) ^ ones*0x26
+		b := (x | ones*2) ^ ones*0x3e
+		c := x ^ ones*'\\'
+		bad := (x|(x-ones*0x20))&highs |
+			(a-ones)&^a&highs | (b-ones)&^b&highs | (c-ones)&^c&highs
 		if bad != 0 {
 			break
 		}

@@ -332,12 +332,17 @@ var benchEntry = Entry{
 	Time:   sampleTime,
 }
 
+// BenchmarkAppendJSON encodes records a microsecond apart, as a stream's
+// Encoder does.
 func BenchmarkAppendJSON(b *testing.B) {
-	buf := AppendJSON(nil, &benchEntry, nil)
-	b.SetBytes(int64(len(benchEntry.Line)))
+	var enc Encoder
+	e := benchEntry
+	buf := enc.AppendJSON(nil, &e, nil)
+	b.SetBytes(int64(len(e.Line)))
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = AppendJSON(buf[:0], &benchEntry, nil)
+		e.Time = e.Time.Add(time.Microsecond)
+		buf = enc.AppendJSON(buf[:0], &e, nil)
 	}
 }
 
@@ -403,5 +408,34 @@ func BenchmarkAppendJSONText(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendJSON(buf[:0], &e, nil)
+	}
+}
+
+// TestEncoderTime: an Encoder that reuses the clock of the previous second
+// writes every time as time.RFC3339Nano in UTC does.
+func TestEncoderTime(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var enc Encoder
+	ts := time.Date(2026, 11, 22, 23, 59, 58, 0, time.FixedZone("X", 3600))
+	var times []time.Time
+	for range 2000 {
+		switch r.IntN(4) {
+		case 0: // same second
+			ts = ts.Truncate(time.Second).Add(time.Duration(r.IntN(1e9)))
+		case 1: // a few ms later, maybe the next second or day
+			ts = ts.Add(time.Duration(r.IntN(5e8)))
+		case 2: // whole seconds and trailing zeros
+			ts = ts.Truncate(time.Duration(1) * time.Duration([]int{1e9, 1e6, 1e3, 10}[r.IntN(4)])).Add(time.Second)
+		default: // anywhere, also outside years 0-9999
+			ts = time.Unix(r.Int64N(1<<40)-1<<39, r.Int64N(1e9))
+		}
+		times = append(times, ts)
+	}
+	times = append(times, time.Unix(0, 0), time.Unix(-1, 999999999), time.Date(10000, 1, 1, 0, 0, 0, 5, time.UTC))
+	for _, ts := range times {
+		got := string(enc.appendTime(nil, ts))
+		if want := ts.UTC().Format(time.RFC3339Nano); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", ts, got, want)
+		}
 	}
 }
