@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -94,7 +95,7 @@ func run() error {
 		if ml, err := net.Listen("tcp", addr); err != nil {
 			log.Error("metrics not served", "addr", addr, "error", err)
 		} else {
-			monitor = &http.Server{Handler: d.MonitorHandler(), ReadHeaderTimeout: 10 * time.Second}
+			monitor = &http.Server{Handler: monitorHandler(d), ReadHeaderTimeout: 10 * time.Second}
 			go func() { monitorDone <- monitor.Serve(ml) }()
 			log.Info("metrics served", "addr", ml.Addr().String())
 		}
@@ -127,6 +128,18 @@ func run() error {
 		}
 	}
 	return err
+}
+
+// monitorHandler serves the driver's monitoring endpoints and, under
+// /debug/pprof/, Go's profiles of the plugin process.
+func monitorHandler(d *driver.Driver) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", d.MonitorHandler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // listen creates the plugin socket, replacing a stale one left by a crash.
