@@ -107,7 +107,7 @@ push: plugin
 e2e: prepare install
 	@echo "==> end-to-end tests (plugin $(PLUGIN))"
 	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
-	LOGFERRY_E2E_REGISTRY=$(REGISTRY) \
+	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) \
 		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
 
 ## check: everything CI runs: prepare, unit tests, end-to-end tests

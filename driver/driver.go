@@ -322,7 +322,7 @@ func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 		}
 		dests = append(dests, destination{name: destFluentd, sink: s, stats: func() Counters {
 			st := s.Stats()
-			return Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount,
+			return Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
 				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
 		}})
 	}
@@ -339,7 +339,8 @@ func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 		dests = append(dests, destination{name: destElasticsearch, sink: s, stats: func() Counters {
 			st := s.Stats()
 			return Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
-				RetryCount: st.RetryCount, BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+				RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
+				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
 		}})
 	}
 	return dests, nil
@@ -406,7 +407,7 @@ func (d *Driver) release(s *stream) error {
 	} else {
 		d.dropState(s.path)
 	}
-	s.log.Debug("stop logging", "entries", s.entries.Load(), "skipped_frames", s.skipped.Load(), "write_errors", s.writeErrors.Load())
+	s.log.Debug("stop logging", "entries", s.entries.Load(), "skipped_frames", s.skipped.Load(), "write_errors", s.writeErrors.Load(), "lost_records", s.lost.Load())
 	err := s.fifo.Close()
 	d.mu.Lock()
 	cf := s.files

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -20,6 +21,10 @@ type Counters struct {
 	Dropped uint64
 	// RetryCount counts sends made again after a failure.
 	RetryCount uint64
+	// CorruptRegions counts regions of the disk buffer skipped because
+	// they were not intact entries (torn writes, bad checksums); what they
+	// held is lost and not in Dropped.
+	CorruptRegions uint64
 	// BufferQueueLength and BufferTotalQueuedSize are the entries and
 	// bytes waiting to be delivered.
 	BufferQueueLength     int
@@ -51,8 +56,8 @@ func (d *Driver) Stats() []DestinationStats {
 		base := DestinationStats{ContainerID: s.info.ContainerID, ContainerName: s.info.Name()}
 		file := base
 		file.Destination = destFile
-		file.Emitted = s.entries.Load() - s.writeErrors.Load()
-		file.Dropped = s.skipped.Load() + s.writeErrors.Load()
+		file.Emitted = s.entries.Load() - s.lost.Load()
+		file.Dropped = s.skipped.Load() + s.lost.Load()
 		out = append(out, file)
 		for _, dest := range s.sinks {
 			st := base
@@ -72,10 +77,12 @@ func (d *Driver) Stats() []DestinationStats {
 
 // MonitorHandler serves the plugin's monitoring endpoints:
 // /api/plugins.json in the shape of Fluentd's monitor_agent, /metrics in
-// Prometheus' text format and /healthz.
+// Prometheus' text format (with the Go runtime's and the process's
+// metrics) and /healthz.
 func (d *Driver) MonitorHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{d})
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/plugins.json", d.servePlugins)
@@ -104,6 +111,7 @@ type monitorPlugin struct {
 	RetryCount            uint64 `json:"retry_count"`
 	EmitRecords           uint64 `json:"emit_records"`
 	DroppedRecords        uint64 `json:"dropped_records"`
+	BufferCorruptRegions  uint64 `json:"buffer_corrupt_regions"`
 	ContainerID           string `json:"container_id"`
 	ContainerName         string `json:"container_name"`
 }
@@ -122,6 +130,7 @@ func (d *Driver) servePlugins(w http.ResponseWriter, _ *http.Request) {
 			RetryCount:            st.RetryCount,
 			EmitRecords:           st.Emitted,
 			DroppedRecords:        st.Dropped,
+			BufferCorruptRegions:  st.CorruptRegions,
 			ContainerID:           st.ContainerID,
 			ContainerName:         st.ContainerName,
 		})
@@ -145,11 +154,13 @@ var (
 		"Entries waiting to be delivered.", metricLabels, nil)
 	metricQueuedBytes = prometheus.NewDesc("logferry_buffer_total_queued_size_bytes",
 		"Bytes waiting to be delivered.", metricLabels, nil)
+	metricCorrupt = prometheus.NewDesc("logferry_buffer_corrupt_regions_total",
+		"Regions of the disk buffer skipped as corrupt (their entries are lost).", metricLabels, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes} {
+	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes, metricCorrupt} {
 		ch <- desc
 	}
 }
@@ -163,5 +174,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(metricRetries, prometheus.CounterValue, float64(st.RetryCount), labels...)
 		ch <- prometheus.MustNewConstMetric(metricQueueLength, prometheus.GaugeValue, float64(st.BufferQueueLength), labels...)
 		ch <- prometheus.MustNewConstMetric(metricQueuedBytes, prometheus.GaugeValue, float64(st.BufferTotalQueuedSize), labels...)
+		ch <- prometheus.MustNewConstMetric(metricCorrupt, prometheus.CounterValue, float64(st.CorruptRegions), labels...)
 	}
 }

@@ -82,8 +82,13 @@ func TestMonitorEndpoints(t *testing.T) {
 		`logferry_emitted_records_total{container_id="` + id + `",container_name="web",destination="fluentd"} 5`,
 		`logferry_dropped_records_total{container_id="` + id + `",container_name="web",destination="file"} 1`,
 		`logferry_buffer_queue_length{container_id="` + id + `",container_name="web",destination="fluentd"} 0`,
+		`logferry_buffer_corrupt_regions_total{container_id="` + id + `",container_name="web",destination="fluentd"} 0`,
 		"# TYPE logferry_retries_total counter",
 		"# TYPE logferry_buffer_total_queued_size_bytes gauge",
+		// The Go runtime's and the process's own metrics.
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_open_fds gauge",
+		"# TYPE process_resident_memory_bytes gauge",
 	} {
 		if status != 200 || !strings.Contains(metrics, line) {
 			t.Errorf("/metrics (%d) lacks %q:\n%s", status, line, metrics)

@@ -71,8 +71,10 @@ type stream struct {
 	// Scratch buffers reused for every entry.
 	line, rec []byte
 
-	// Counters, read by Stats.
-	entries, skipped, writeErrors atomic.Uint64
+	// Counters, read by Stats: entries read, frames skipped, failed
+	// writes, and records of this stream that are not in the file
+	// (rotate.Writer.Lost).
+	entries, skipped, writeErrors, lost atomic.Uint64
 
 	errLog *forward.RateLog
 }
@@ -129,7 +131,9 @@ func (s *stream) write(e *LogEntry) {
 	s.entries.Add(1)
 	s.forward(e)
 	s.files.mu.Lock()
+	lost := s.files.w.Lost()
 	err := s.files.w.Write(s.rec)
+	s.lost.Add(s.files.w.Lost() - lost)
 	s.files.mu.Unlock()
 	if err != nil {
 		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
@@ -153,7 +157,9 @@ func (s *stream) forward(e *LogEntry) {
 
 func (s *stream) flush() {
 	s.files.mu.Lock()
+	lost := s.files.w.Lost()
 	err := s.files.w.Flush()
+	s.lost.Add(s.files.w.Lost() - lost)
 	s.files.mu.Unlock()
 	if err != nil {
 		s.errLog.Error("write", "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))

@@ -251,3 +251,58 @@ func restorePlugin(t testing.TB, plugin string) {
 		enablePlugin(t, plugin)
 	}
 }
+
+// pluginAlias names another instance of the plugin under test, for a test
+// that needs one of its own: "logferry:latest" with suffix "full" gives
+// "logferryfull:latest".
+func pluginAlias(suffix string) string {
+	name, tag, ok := strings.Cut(suite.plugin, ":")
+	if !ok {
+		return name + suffix
+	}
+	return name + suffix + ":" + tag
+}
+
+// driverOf returns the --log-driver value that selects plugin.
+func driverOf(plugin string) string { return strings.TrimSuffix(plugin, ":latest") }
+
+// installPlugin creates the plugin alias from the directory "make install"
+// assembles (suite.pluginDir), with its root mount on the host directory
+// root and the given settings (KEY=value), and enables it as "make install"
+// does. The plugin is removed when the test ends.
+func installPlugin(t testing.TB, alias, root string, settings ...string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(suite.pluginDir, "config.json")); err != nil {
+		t.Fatalf("plugin directory: %v (run \"make install\", or set LOGFERRY_E2E_PLUGIN_DIR)", err)
+	}
+	// dockerd refuses to create a plugin whose root file system it already
+	// stores for another one ("content sha256:… already exists"): a copy
+	// with a file naming the alias is a root file system of its own.
+	dir := filepath.Join(t.TempDir(), "plugin")
+	if out, err := exec.Command("cp", "-a", suite.pluginDir, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v: %s", suite.pluginDir, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", ".e2e-alias"), []byte(alias+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	removePlugin(t, alias) // left by an interrupted run
+	t.Cleanup(func() { removePlugin(t, alias) })
+	mustDocker(t, "plugin", "create", alias, dir)
+	mustDocker(t, append([]string{"plugin", "set", alias, "root.source=" + root}, settings...)...)
+	enablePlugin(t, alias)
+}
+
+// removePlugin force-disables and removes the plugin alias, if it exists.
+func removePlugin(t testing.TB, alias string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := docker(ctx, "plugin", "inspect", "--format", "{{.Id}}", alias); err != nil {
+		return
+	}
+	if _, err := docker(ctx, "plugin", "disable", "--force", alias); err != nil {
+		t.Log(err) // not enabled
+	}
+	if _, err := docker(ctx, "plugin", "rm", "--force", alias); err != nil {
+		t.Error(err)
+	}
+}

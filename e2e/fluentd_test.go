@@ -152,6 +152,13 @@ func checkDropInWorkload(t *testing.T, shapes map[string][]fluentdShape) {
 		t.Fatalf("test bug: Docker's fluentd driver sent %d pieces of %d bytes in all, a final piece %v and %d stderr records; want 3, %d, true and 22",
 			pieces, length, lastFalse, len(shapes["stderr"]), dropInLongLine)
 	}
+	// The tag option of TestFluentdDropIn.
+	wantTag := "docker." + suite.image + "." + strings.TrimPrefix(shapes["stdout"][0].record["container_name"].(string), "/")
+	for _, s := range append(shapes["stdout"], shapes["stderr"]...) {
+		if s.tag != wantTag {
+			t.Fatalf("test bug: Docker's fluentd driver sent tag %q, want %q", s.tag, wantTag)
+		}
+	}
 }
 
 // TestFluentdDropIn runs the same workload with Docker's own fluentd driver
@@ -189,41 +196,62 @@ func TestFluentdDropIn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			checkDropIn(t, tt.opts, tt.dockerEventTime)
+			checkDropIn(t, dropIn{
+				script: dropInScript,
+				flags: []string{
+					"--label", "com.example.team=ops é",
+					"--label", "org.example.tier=web",
+					"--label", "unrelated=x",
+					"-e", "APP_MODE=prod",
+					"-e", "LF_DEBUG=1\t2",
+					"-e", "UNRELATED=y",
+				},
+				opts: append([]string{
+					"tag={{.DaemonName}}.{{.ImageName}}.{{.Name}}",
+					"labels=com.example.team,com.example.absent",
+					`labels-regex=^org\.example\.`,
+					"env=APP_MODE,ABSENT",
+					"env-regex=^LF_",
+				}, tt.opts...),
+				dockerEventTime: tt.dockerEventTime,
+				check:           checkDropInWorkload,
+			})
 		})
 	}
 }
 
-// checkDropIn is TestFluentdDropIn with more options for both drivers.
-func checkDropIn(t *testing.T, extraOpts []string, dockerEventTime bool) {
+// dropIn is a workload that checkDropIn runs with Docker's fluentd driver
+// and with logferry.
+type dropIn struct {
+	script string
+	// flags are more "docker create" flags and opts more --log-opt values
+	// (besides fluentd-address), the same for both drivers.
+	flags, opts []string
+	// dockerEventTime is whether Docker's driver sends EventTime.
+	dockerEventTime bool
+	// check, when set, checks that Docker's driver sent what the script is
+	// meant to exercise.
+	check func(t *testing.T, shapes map[string][]fluentdShape)
+}
+
+// checkDropIn runs wl with Docker's fluentd driver and with logferry, each
+// to its own receiver, requires the same records, and checks logferry's
+// file and "docker logs" against what it sent (see TestFluentdDropIn). It
+// returns logferry's container.
+func checkDropIn(t *testing.T, wl dropIn) *container {
 	t.Helper()
 	ref := fluentdtest.NewServer(t, fluentdtest.Config{})
 	got := fluentdtest.NewServer(t, fluentdtest.Config{})
 
 	name := containerName(t)
-	flags := []string{
-		"--label", "com.example.team=ops é",
-		"--label", "org.example.tier=web",
-		"--label", "unrelated=x",
-		"-e", "APP_MODE=prod",
-		"-e", "LF_DEBUG=1\t2",
-		"-e", "UNRELATED=y",
-	}
 	opts := func(addr string) []string {
-		return append([]string{
-			"fluentd-address=" + addr,
-			"tag={{.DaemonName}}.{{.ImageName}}.{{.Name}}",
-			"labels=com.example.team,com.example.absent",
-			`labels-regex=^org\.example\.`,
-			"env=APP_MODE,ABSENT",
-			"env-regex=^LF_",
-		}, extraOpts...)
+		return append([]string{"fluentd-address=" + addr}, wl.opts...)
 	}
 	// One after the other under the same name, so that the tag and
 	// container_name are the same.
-	theirs := run(t, spec{name: name, driver: "fluentd", logOpts: opts(ref.Addr()), flags: flags, script: dropInScript})
+	theirs := run(t, spec{name: name, driver: "fluentd", logOpts: opts(ref.Addr()), flags: wl.flags, script: wl.script})
 	mustDocker(t, "rename", name, name+"-fluentd")
-	ours := run(t, spec{name: name, driver: suite.driver, logOpts: opts(got.Addr()), flags: flags, script: dropInScript})
+	ours := run(t, spec{name: name, driver: suite.driver, logOpts: opts(got.Addr()), flags: wl.flags, script: wl.script})
 
 	// dockerd wrote every entry to the plugin's FIFO before the container
 	// counted as stopped, and the file is written synchronously: it tells
@@ -234,20 +262,18 @@ func checkDropIn(t *testing.T, extraOpts []string, dockerEventTime bool) {
 	if len(wantEvents) != len(recs) {
 		t.Fatalf("test bug: Docker's fluentd driver delivered %d events, logferry's file holds %d records", len(wantEvents), len(recs))
 	}
-	if wantEvents[0].EventTime != dockerEventTime {
-		t.Fatalf("test bug: Docker's fluentd driver sent EventTime %v, want %v", wantEvents[0].EventTime, dockerEventTime)
+	if wantEvents[0].EventTime != wl.dockerEventTime {
+		t.Fatalf("test bug: Docker's fluentd driver sent EventTime %v, want %v", wantEvents[0].EventTime, wl.dockerEventTime)
 	}
 	want := fluentdShapes(t, "Docker's fluentd driver", wantEvents, theirs.id)
-	checkDropInWorkload(t, want)
+	if wl.check != nil {
+		wl.check(t, want)
+	}
 	have := fluentdShapes(t, "logferry", gotEvents, ours.id)
 
-	wantTag := "docker." + suite.image + "." + name
 	for _, stream := range []string{"stdout", "stderr"} {
 		w, g := want[stream], have[stream]
 		for i := range min(len(w), len(g)) {
-			if w[i].tag != wantTag {
-				t.Fatalf("test bug: Docker's fluentd driver sent tag %q, want %q", w[i].tag, wantTag)
-			}
 			if g[i].tag != w[i].tag || !maps.Equal(g[i].record, w[i].record) {
 				t.Errorf("%s event %d differs\nDocker:   %v\nlogferry: %v", stream, i+1, w[i], g[i])
 				break
@@ -321,6 +347,7 @@ func checkDropIn(t *testing.T, extraOpts []string, dockerEventTime bool) {
 			t.Errorf("%s: protocol violation: %v", who, err)
 		}
 	}
+	return ours
 }
 
 // fwdNumberedLines writes "line 1" to "line n" on stdout, and every tenth to
@@ -329,23 +356,31 @@ func fwdNumberedLines(n int) string {
 	return fmt.Sprintf(`i=1; while [ $i -le %d ]; do if [ $((i %% 10)) -eq 0 ]; then echo "line $i" >&2; else echo "line $i"; fi; i=$((i+1)); done`, n)
 }
 
-// fwdLineNumbers counts the events "line N" by N, where N may have leading
-// zeros and be followed by a space and padding; other events are returned
-// as they are.
+// fwdLineNumbers counts the events "line N", or "line N" followed by a
+// space and padding, by N; other events are returned as they are.
 func fwdLineNumbers(evs []fluentdtest.Event) (counts map[int]int, others []string) {
 	counts = make(map[int]int)
 	for _, ev := range evs {
 		log := fluentdLog(ev)
-		rest, ok := strings.CutPrefix(log, "line ")
-		num, _, _ := strings.Cut(rest, " ")
-		n, err := strconv.Atoi(num)
-		if err != nil || !ok {
+		if n, ok := lineNumber(log); ok {
+			counts[n]++
+		} else {
 			others = append(others, log)
-			continue
 		}
-		counts[n]++
 	}
 	return counts, others
+}
+
+// lineNumber returns N of a line "line N", or "line N" followed by a space
+// and padding.
+func lineNumber(line string) (int, bool) {
+	rest, ok := strings.CutPrefix(line, "line ")
+	if !ok {
+		return 0, false
+	}
+	num, _, _ := strings.Cut(rest, " ")
+	n, err := strconv.Atoi(num)
+	return n, err == nil
 }
 
 // fwdCheckLines checks that lines 1 to n each arrived at least once, or
@@ -422,6 +457,13 @@ func (s *fwdSync) signal(t testing.TB, name string) {
 func (s *fwdSync) exists(name string) bool {
 	_, err := os.Stat(filepath.Join(s.dir, name))
 	return err == nil
+}
+
+// wait waits until the container's script creates the file name, which
+// tells that it got that far; it fails the test when ceiling passes first.
+func (s *fwdSync) wait(t testing.TB, name string, ceiling time.Duration) {
+	t.Helper()
+	fwdWait(t, ceiling, "the container to create /sync/"+name, func() bool { return s.exists(name) })
 }
 
 // fwdWaitScript defines the shell function "await NAME", which waits until

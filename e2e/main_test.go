@@ -5,14 +5,19 @@
 // same workload once with --log-driver json-file and once with logferry and
 // compares the files and what "docker logs" returns.
 //
-// The suite needs a running dockerd, the plugin installed and enabled, the
-// busybox test image and, for the registry test, a registry on loopback;
-// "make e2e" prepares all of them. Tests that disable or reconfigure the
-// plugin do not call t.Parallel, so they run before the parallel ones start.
+// The suite needs root, a running dockerd, the plugin installed and
+// enabled, the busybox test image, for the registry test a registry on
+// loopback, and for the tests that install a second instance of the plugin
+// (TestDiskFull, whose root mount is a small tmpfs the test mounts) the
+// plugin directory that "make install" assembles (build/plugin); "make e2e"
+// prepares all of them. Tests that disable or reconfigure the plugin do not
+// call t.Parallel, so they run before the parallel ones start.
 //
 // Environment (all optional): LOGFERRY_E2E_PLUGIN (default logferry:latest),
 // LOGFERRY_E2E_IMAGE (default logferry-busybox:latest), LOGFERRY_E2E_REGISTRY
-// (default 127.0.0.1:5000), LOGFERRY_E2E_REPO (repository root, default "..").
+// (default 127.0.0.1:5000), LOGFERRY_E2E_REPO (repository root, default ".."),
+// LOGFERRY_E2E_PLUGIN_DIR (the plugin's config.json and rootfs, default
+// build/plugin in the repository root).
 package e2e
 
 import (
@@ -32,6 +37,7 @@ var suite struct {
 	registry   string // host:port of the registry for the install test
 	repo       string // repository root, where "make push" runs
 	root       string // host directory behind the plugin's "root" mount
+	pluginDir  string // plugin directory "make install" creates the plugin from
 	dockerRoot string // dockerd's data root, e.g. /var/lib/docker
 }
 
@@ -54,6 +60,9 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	suite.repo = repo
+	if suite.pluginDir, err = filepath.Abs(getenv("LOGFERRY_E2E_PLUGIN_DIR", filepath.Join(repo, "build", "plugin"))); err != nil {
+		return err
+	}
 
 	if suite.dockerRoot, err = docker(ctx, "info", "--format", "{{.DockerRootDir}}"); err != nil {
 		return err

@@ -6,81 +6,151 @@ package e2e
 // does not call t.Parallel.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestMonitoringEndpoints(t *testing.T) {
+// withMetrics restarts plugin with METRICS_ADDR set to a free loopback
+// address and returns that address; the setting is cleared again when the
+// test ends. The plugin must not be shared with parallel tests.
+func withMetrics(t testing.TB, plugin string) string {
+	t.Helper()
 	addr := fwdFreePort(t)
 	t.Cleanup(func() {
-		if _, err := docker(context.Background(), "plugin", "disable", "--force", suite.plugin); err != nil {
+		if _, err := docker(context.Background(), "plugin", "disable", "--force", plugin); err != nil {
 			t.Log(err)
 		}
-		mustDocker(t, "plugin", "set", suite.plugin, "METRICS_ADDR=")
-		enablePlugin(t, suite.plugin)
+		mustDocker(t, "plugin", "set", plugin, "METRICS_ADDR=")
+		enablePlugin(t, plugin)
 	})
-	mustDocker(t, "plugin", "disable", "--force", suite.plugin)
-	mustDocker(t, "plugin", "set", suite.plugin, "METRICS_ADDR="+addr)
-	enablePlugin(t, suite.plugin)
+	mustDocker(t, "plugin", "disable", "--force", plugin)
+	mustDocker(t, "plugin", "set", plugin, "METRICS_ADDR="+addr)
+	enablePlugin(t, plugin)
+	return addr
+}
+
+// metricsGet fetches path from the monitoring endpoints at addr, on a
+// connection of its own that it closes, so that the plugin holds no
+// connection of the test between calls.
+func metricsGet(addr, path string) (status int, body string, err error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// pluginEntry is one entry of /api/plugins.json: one destination of one
+// running container.
+type pluginEntry struct {
+	PluginID             string `json:"plugin_id"`
+	Type                 string `json:"type"`
+	BufferQueueLength    int    `json:"buffer_queue_length"`
+	EmitRecords          uint64 `json:"emit_records"`
+	DroppedRecords       uint64 `json:"dropped_records"`
+	BufferCorruptRegions uint64 `json:"buffer_corrupt_regions"`
+	ContainerID          string `json:"container_id"`
+	ContainerName        string `json:"container_name"`
+}
+
+// pluginEntries returns the entries of /api/plugins.json at addr.
+func pluginEntries(addr string) ([]pluginEntry, error) {
+	status, body, err := metricsGet(addr, "/api/plugins.json")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("/api/plugins.json: status %d: %s", status, clip(body))
+	}
+	var doc struct{ Plugins []pluginEntry }
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		return nil, fmt.Errorf("/api/plugins.json: %w: %s", err, clip(body))
+	}
+	return doc.Plugins, nil
+}
+
+// destEntry returns the entry of /api/plugins.json at addr for destination
+// dest ("file", "fluentd", …) of container c; ok is false while there is
+// none.
+func destEntry(addr string, c *container, dest string) (e pluginEntry, ok bool, err error) {
+	entries, err := pluginEntries(addr)
+	for _, e := range entries {
+		if e.ContainerID == c.id && e.Type == dest {
+			return e, true, nil
+		}
+	}
+	return pluginEntry{}, false, err
+}
+
+// scrape returns the samples of /metrics at addr by name and labels as
+// written, e.g. "go_goroutines" or
+// `logferry_emitted_records_total{container_id="…",…}`.
+func scrape(addr string) (map[string]float64, error) {
+	status, body, err := metricsGet(addr, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: status %d: %s", status, clip(body))
+	}
+	samples := make(map[string]float64)
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("/metrics: line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("/metrics: line %q: %w", line, err)
+		}
+		samples[line[:i]] = v
+	}
+	return samples, sc.Err()
+}
+
+func TestMonitoringEndpoints(t *testing.T) {
+	addr := withMetrics(t, suite.plugin)
 
 	c := create(t, spec{driver: suite.driver, script: `echo one; echo two; sleep 60`})
 	c.start(t)
 
-	get := func(path string) (int, string, error) {
-		client := &http.Client{Timeout: 10 * time.Second}
-		resp, err := client.Get("http://" + addr + path)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
-
-	type plugin struct {
-		PluginID      string `json:"plugin_id"`
-		Type          string `json:"type"`
-		EmitRecords   uint64 `json:"emit_records"`
-		ContainerID   string `json:"container_id"`
-		ContainerName string `json:"container_name"`
-	}
-	var found *plugin
-	deadline := time.Now().Add(time.Minute)
-	for found == nil && time.Now().Before(deadline) {
-		status, body, err := get("/api/plugins.json")
-		if err == nil && status == http.StatusOK {
-			var doc struct{ Plugins []plugin }
-			if err := json.Unmarshal([]byte(body), &doc); err != nil {
-				t.Fatalf("/api/plugins.json: %v: %s", err, clip(body))
-			}
-			for i, p := range doc.Plugins {
-				if p.ContainerID == c.id && p.Type == "file" && p.EmitRecords == 2 {
-					found = &doc.Plugins[i]
-				}
-			}
-		}
-		if found == nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	if found == nil {
-		t.Fatalf("/api/plugins.json on %s never listed %s with 2 records written", addr, c)
-	}
+	var found pluginEntry
+	fwdWait(t, time.Minute, fmt.Sprintf("/api/plugins.json on %s listing %s with 2 records written", addr, c), func() bool {
+		e, ok, _ := destEntry(addr, c, "file")
+		found = e
+		return ok && e.EmitRecords == 2
+	})
 	if found.ContainerName != c.name || found.PluginID != c.id[:12]+".file" {
-		t.Errorf("/api/plugins.json entry = %+v", *found)
+		t.Errorf("/api/plugins.json entry = %+v", found)
 	}
 
-	status, metrics, err := get("/metrics")
-	want := `logferry_emitted_records_total{container_id="` + c.id + `",container_name="` + c.name + `",destination="file"} 2`
-	if err != nil || status != http.StatusOK || !strings.Contains(metrics, want) {
-		t.Errorf("/metrics (%d, %v) lacks %q:\n%s", status, err, want, clip(metrics))
+	status, metrics, err := metricsGet(addr, "/metrics")
+	for _, want := range []string{
+		`logferry_emitted_records_total{container_id="` + c.id + `",container_name="` + c.name + `",destination="file"} 2`,
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_open_fds gauge",
+	} {
+		if err != nil || status != http.StatusOK || !strings.Contains(metrics, want) {
+			t.Errorf("/metrics (%d, %v) lacks %q:\n%s", status, err, want, clip(metrics))
+		}
 	}
-	if status, body, err := get("/healthz"); err != nil || status != http.StatusOK || body != "ok\n" {
+	if status, body, err := metricsGet(addr, "/healthz"); err != nil || status != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz = %d %q %v", status, body, err)
 	}
 }

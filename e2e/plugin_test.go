@@ -93,14 +93,7 @@ func TestInstallFromRegistry(t *testing.T) {
 	// Its own root keeps this instance from sharing files with the plugin
 	// under test.
 	root := t.TempDir()
-	t.Cleanup(func() {
-		if _, err := docker(context.Background(), "plugin", "disable", "--force", alias); err != nil {
-			t.Log(err)
-		}
-		if _, err := docker(context.Background(), "plugin", "rm", "--force", alias); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(func() { removePlugin(t, alias) })
 	mustDocker(t, "plugin", "install", "--grant-all-permissions", "--alias", alias, ref, "root.source="+root)
 	if enabled := mustDocker(t, "plugin", "inspect", "--format", "{{.Enabled}}", alias); enabled != "true" {
 		t.Fatalf("plugin %s installed from %s is not enabled", alias, ref)

@@ -23,7 +23,7 @@ func pacedScript(n int) string {
 
 // pluginPID returns the pid of the plugin's process, the one named logferry
 // in the cgroup dockerd made for the plugin, or 0 if it has none.
-func pluginPID(t *testing.T, plugin string) int {
+func pluginPID(t testing.TB, plugin string) int {
 	t.Helper()
 	id := mustDocker(t, "plugin", "inspect", "--format", "{{.Id}}", plugin)
 	dirs, err := filepath.Glob("/proc/[0-9]*")

@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,9 +72,14 @@ type Writer struct {
 	f           *os.File   // current file; nil until opened
 	buf         []byte     // whole records not yet written to f
 	written     int64      // bytes in f, not counting buf
+	midLine     bool       // f ends inside a record (a crash or a failed write cut it)
 	shut        bool       // Close has been called
 	compressing chan error // outcome of the running compression; nil if none
 	compressErr error      // compression failures not yet reported
+
+	// lost counts the records given to Write that are not in the file;
+	// Lost reads it at any time.
+	lost atomic.Uint64
 
 	// mu guards the fields below: the state of the log that readers follow.
 	mu      sync.Mutex
@@ -111,11 +118,13 @@ func (w *Writer) Write(rec []byte) error {
 	}
 	if w.f == nil {
 		if err := w.open(); err != nil {
+			w.lost.Add(1)
 			return err
 		}
 	}
 	if w.cfg.MaxSize > 0 && w.written+int64(len(w.buf)) >= w.cfg.MaxSize {
 		if err := w.rotate(); err != nil {
+			w.lost.Add(1)
 			return err
 		}
 	}
@@ -125,6 +134,12 @@ func (w *Writer) Write(rec []byte) error {
 	}
 	return nil
 }
+
+// Lost returns how many records given to Write are not in the file: the
+// file could not be opened or rotated, or writing them failed (a full
+// disk; a record cut short counts as lost). It is safe to call at any
+// time.
+func (w *Writer) Lost() uint64 { return w.lost.Load() }
 
 // Flush writes the buffered records to the file and wakes the readers that
 // follow it. It also reports, once, the failure of an earlier background
@@ -184,7 +199,8 @@ func (w *Writer) open() error {
 	if w.buf == nil {
 		w.buf = make([]byte, 0, 2*flushSize)
 	}
-	if fi.Size() > 0 && last[0] != '\n' {
+	w.midLine = fi.Size() > 0 && last[0] != '\n'
+	if w.midLine {
 		w.buf = append(w.buf, '\n')
 	}
 	w.f, w.written = f, fi.Size()
@@ -196,17 +212,30 @@ func (w *Writer) open() error {
 }
 
 // flush writes the buffer to the file and publishes the new size. A failed
-// write drops the buffered records; if it stopped inside a record, a newline
-// is buffered to end that broken line.
+// write drops the buffered records; while the file ends inside a record, a
+// newline stays buffered to end that broken line, also across writes that
+// fail without writing anything (a full disk).
 func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	// While the file ends inside a record, buf starts with the newline
+	// that ends it, which is not a record.
+	repair := w.midLine
 	n, err := w.f.Write(w.buf)
 	w.written += int64(n)
-	broken := err != nil && n > 0 && w.buf[n-1] != '\n'
+	if err != nil {
+		lost := bytes.Count(w.buf[n:], []byte{'\n'})
+		if repair && n == 0 {
+			lost--
+		}
+		w.lost.Add(uint64(lost))
+	}
+	if n > 0 {
+		w.midLine = w.buf[n-1] != '\n'
+	}
 	w.buf = w.buf[:0]
-	if broken {
+	if w.midLine {
 		w.buf = append(w.buf, '\n')
 	}
 	w.mu.Lock()

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -224,6 +227,72 @@ func TestWriterEndsBrokenLine(t *testing.T) {
 	want := broken + "\n" + string(seqRec(0)) + string(seqRec(1))
 	if string(data) != want {
 		t.Fatalf("file:\n%s\nwant:\n%s", data, want)
+	}
+}
+
+// fullDiskEnv names the log file that TestWriterFullDiskHelper writes, in
+// a process of its own.
+const fullDiskEnv = "ROTATE_TEST_FULL_DISK_LOG"
+
+// TestWriterEndsLineCutByFullDisk checks that a record cut short by a full
+// disk is ended with a newline before the next record, even when writes
+// in between fail without writing anything. A file size limit
+// (RLIMIT_FSIZE) stands in for the full disk: writes past it are cut short,
+// then fail, as on a full file system. It applies to the whole process, so
+// the writes run in a child process.
+func TestWriterEndsLineCutByFullDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriterFullDiskHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), fullDiskEnv+"="+path)
+	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- PASS: TestWriterFullDiskHelper")) {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Records 0 and 1, half of record 2, a newline, record 4.
+	want := string(seqRec(0)) + string(seqRec(1)) + string(seqRec(2)[:seqLen/2]) + "\n" + string(seqRec(4))
+	if string(data) != want {
+		t.Fatalf("file:\n%q\nwant:\n%q", data, want)
+	}
+}
+
+// TestWriterFullDiskHelper is the child process of
+// TestWriterEndsLineCutByFullDisk.
+func TestWriterFullDiskHelper(t *testing.T) {
+	path := os.Getenv(fullDiskEnv)
+	if path == "" {
+		t.Skip("run by TestWriterEndsLineCutByFullDisk")
+	}
+	signal.Ignore(syscall.SIGXFSZ) // the write fails with EFBIG instead
+	var limit syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Fatal(err)
+	}
+	full := limit
+	full.Cur = uint64(2*seqLen + seqLen/2)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &full); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(path, Config{})
+	writeSeqs(t, w, 0, 3)
+	if err := w.Flush(); !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("Flush past the limit: %v, want EFBIG", err)
+	}
+	writeSeqs(t, w, 3, 4)
+	if err := w.Flush(); !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("Flush at the limit: %v, want EFBIG", err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Fatal(err)
+	}
+	writeSeqs(t, w, 4, 5)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.Lost(); n != 2 {
+		t.Errorf("Lost() = %d, want 2 (records 2 and 3)", n)
 	}
 }
 

@@ -24,8 +24,10 @@ import (
 	"github.com/logferry/logferry/forward/elasticsearch"
 )
 
-// stopTimeout bounds how long a graceful stop may spend draining streams.
-const stopTimeout = 10 * time.Second
+// stopTimeout bounds how long a graceful stop may spend draining streams
+// and delivering. dockerd kills a plugin 10 s after its SIGTERM: what the
+// stop persists (stream state, buffer positions) must be written by then.
+const stopTimeout = 7 * time.Second
 
 func main() {
 	if err := run(); err != nil {
