@@ -1,0 +1,132 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/logferry/logferry/forward/elasticsearch/estest"
+	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
+)
+
+// formatsScript prints a line that dockerd splits into 16 KiB pieces
+// (40 000 bytes: three pieces), a JSON object, a line that only looks like
+// one, and a JSON object whose keys clash with the record's own.
+const formatsScript = `
+head -c 40000 /dev/zero | tr '\0' 'x'; echo END
+echo '{"level":"warn","msg":"disk almost full","free_mb":512,"tags":["a","b"]}'
+echo '{"not": json}'
+echo '{"log":"spoofed","source":"spoofed","user":"ann"}' >&2
+`
+
+// TestForwardPartialMergeAndJSON: with partial-merge, Fluentd gets the long
+// line whole while the files keep json-file's pieces (Elasticsearch, which
+// partial-merge does not apply to yet, gets the pieces with their
+// partial_* fields); with log-format=json, a JSON object's fields join the
+// record (the record's own keys win), in Fluentd and in Elasticsearch
+// alike.
+func TestForwardPartialMergeAndJSON(t *testing.T) {
+	t.Parallel()
+	fsrv := fluentdtest.NewServer(t, fluentdtest.Config{})
+	esrv := esServer(t, estest.Options{})
+	c := run(t, spec{
+		driver: suite.driver,
+		logOpts: []string{
+			"fluentd-address=" + fsrv.Addr(),
+			"elasticsearch-url=" + esrv.URL,
+			"elasticsearch-flush-interval=200ms",
+			"partial-merge=true",
+			"log-format=json",
+		},
+		script: formatsScript,
+	})
+	long := strings.Repeat("x", 40000) + "END"
+
+	recs := allRecords(t, c.logFiles(t, false))
+	if len(recs) != 6 {
+		t.Fatalf("%s: %d records in the file, want 6 (3 pieces of the long line and 3 lines)", c, len(recs))
+	}
+	var joined string
+	for _, r := range recs[:3] {
+		joined += r.Log
+	}
+	if joined != long+"\n" || strings.HasSuffix(recs[0].Log, "\n") {
+		t.Errorf("%s: the file's first three records are not the long line's pieces", c)
+	}
+
+	evs := fsrv.WaitEvents(4, fwdCeiling)
+	docs := esDocs(t, esrv, 6, fwdCeiling)
+	if len(evs) != 4 || len(docs) != 6 {
+		t.Fatalf("Fluentd received %d events and Elasticsearch %d documents, want 4 and 6", len(evs), len(docs))
+	}
+	var pieces string
+	for _, d := range docs {
+		f := d.Fields()
+		if f["partial_message"] == "true" {
+			log, _ := f["log"].(string)
+			pieces += log
+		}
+	}
+	if pieces != long {
+		t.Errorf("Elasticsearch: the pieces of the long line do not make it up (%d bytes)", len(pieces))
+	}
+	bySource := func(get func(i int) map[string]any, n int) map[string]map[string]any {
+		out := make(map[string]map[string]any)
+		for i := range n {
+			r := get(i)
+			log, _ := r["log"].(string)
+			out[log] = r
+		}
+		return out
+	}
+	destinations := map[string]map[string]map[string]any{
+		"Fluentd":       bySource(func(i int) map[string]any { return evs[i].Record }, len(evs)),
+		"Elasticsearch": bySource(func(i int) map[string]any { return docs[i].Fields() }, len(docs)),
+	}
+	jsonLine := `{"level":"warn","msg":"disk almost full","free_mb":512,"tags":["a","b"]}`
+	spoof := `{"log":"spoofed","source":"spoofed","user":"ann"}`
+	if r, ok := destinations["Fluentd"][long]; !ok {
+		t.Errorf("Fluentd: the long line did not arrive whole")
+	} else if _, ok := r["partial_message"]; ok {
+		t.Errorf("Fluentd: the merged line still has partial_message: %v", clip(asJSON(r)))
+	}
+	plain := destinations["Fluentd"][long]
+	for dest, records := range destinations {
+		r := records[jsonLine]
+		if r == nil {
+			t.Errorf("%s: no record of the JSON line; got %v", dest, keysOf(records))
+			continue
+		}
+		if r["level"] != "warn" || r["msg"] != "disk almost full" || asJSON(r["free_mb"]) != "512" || asJSON(r["tags"]) != `["a","b"]` {
+			t.Errorf("%s: the JSON line's fields are not in the record: %s", dest, asJSON(r))
+		}
+		if r := records[`{"not": json}`]; r == nil || dest == "Fluentd" && len(r) != len(plain) {
+			t.Errorf("%s: a line that is not JSON gained fields or went missing: %s", dest, asJSON(r))
+		}
+		r = records[spoof]
+		if r == nil || r["source"] != "stderr" || r["user"] != "ann" {
+			t.Errorf("%s: the record's own keys must win over the line's: %s", dest, asJSON(r))
+		}
+	}
+	for _, err := range fsrv.TakeViolations() {
+		t.Errorf("Fluentd: protocol violation: %v", err)
+	}
+}
+
+func asJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+func keysOf[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, clipTo(k, 60))
+	}
+	return keys
+}
