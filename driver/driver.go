@@ -238,6 +238,16 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 	if r.resync {
 		s.dec.Resync()
 	}
+	// A container has one live stream. After a live-restore, dockerd
+	// opens a new FIFO for a running container and never stops the old
+	// one, which nothing writes to any more: drain it and let it go.
+	for p, old := range d.streams {
+		if old.info.ContainerID == info.ContainerID {
+			delete(d.streams, p)
+			old.log.Info("stream replaced by a new one of the same container")
+			old.fifo.stop()
+		}
+	}
 	d.streams[path] = s
 	d.wg.Add(1)
 	go func() {

@@ -544,3 +544,34 @@ func TestCloseDrainsAndRefuses(t *testing.T) {
 
 // syscallNonblock opens a FIFO without waiting for the other end.
 const syscallNonblock = syscall.O_NONBLOCK
+
+// TestNewStreamReplacesOld: after a live-restore dockerd starts a second
+// stream for a running container and never stops the first; the first is
+// drained and released when the second starts.
+func TestNewStreamReplacesOld(t *testing.T) {
+	d, root := newTestDriver(t)
+	id := containerID(41)
+	first := start(t, d, id, nil)
+	first.send(t, LogEntry{Source: "stdout", TimeNano: 1, Line: []byte("before the restore")})
+	d.mu.Lock()
+	old := d.streams[first.path]
+	d.mu.Unlock()
+	second := start(t, d, id, nil)
+	second.send(t, LogEntry{Source: "stdout", TimeNano: 2, Line: []byte("after the restore")})
+	select {
+	case <-old.done:
+	case <-time.After(testTimeout):
+		t.Fatal("the replaced stream did not finish")
+	}
+	if err := d.StopLogging(context.Background(), first.path); !errors.Is(err, ErrUnknownStream) {
+		t.Errorf("StopLogging of the replaced stream: %v, want ErrUnknownStream", err)
+	}
+	stop(t, d, second)
+	b, err := os.ReadFile(logFile(root, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); !strings.Contains(got, "before the restore") || !strings.Contains(got, "after the restore") {
+		t.Errorf("file lacks a line of one of the streams:\n%s", got)
+	}
+}

@@ -77,6 +77,7 @@ type spec struct {
 	flags   []string // more "docker create" flags, e.g. --label
 	script  string   // what the container runs, with sh -c
 	root    string   // for a logferry container, the plugin's host root; empty means suite.root
+	host    string   // docker --host of the daemon to run it on; empty means the shared one
 }
 
 // container is a container created by create; it is removed, together with
@@ -103,13 +104,21 @@ func containerName(t testing.TB) string {
 	return fmt.Sprintf("lf-e2e-%s-%d-%d", base, os.Getpid(), nameSeq.Add(1))
 }
 
+// on returns args prefixed with the --host of the container's daemon.
+func (s spec) on(args ...string) []string {
+	if s.host == "" {
+		return args
+	}
+	return append([]string{"--host", s.host}, args...)
+}
+
 func (s spec) createArgs() []string {
 	args := []string{"create", "--name", s.name, "--network", "none", "--log-driver", s.driver}
 	for _, o := range s.logOpts {
 		args = append(args, "--log-opt", o)
 	}
 	args = append(args, s.flags...)
-	return append(args, suite.image, "sh", "-c", s.script)
+	return s.on(append(args, suite.image, "sh", "-c", s.script)...)
 }
 
 // create creates a container and registers its removal.
@@ -133,7 +142,7 @@ func (c *container) ours() bool { return c.driver != "json-file" }
 
 func (c *container) remove(t testing.TB) {
 	t.Helper()
-	if _, err := docker(context.Background(), "rm", "--force", "--volumes", c.id); err != nil {
+	if _, err := docker(context.Background(), c.on("rm", "--force", "--volumes", c.id)...); err != nil {
 		t.Errorf("remove %s: %v", c, err)
 	}
 	if c.ours() {
@@ -147,13 +156,13 @@ func (c *container) remove(t testing.TB) {
 
 func (c *container) start(t testing.TB) {
 	t.Helper()
-	mustDocker(t, "start", c.id)
+	mustDocker(t, c.on("start", c.id)...)
 }
 
 // wait waits until the container has exited and checks that it exited 0.
 func (c *container) wait(t testing.TB) {
 	t.Helper()
-	if code := mustDocker(t, "wait", c.id); code != "0" {
+	if code := mustDocker(t, c.on("wait", c.id)...); code != "0" {
 		t.Fatalf("%s exited with %s", c, code)
 	}
 }
@@ -206,7 +215,7 @@ func (c *container) logPath(t testing.TB) string {
 	case c.ours():
 		c.logFile = filepath.Join(c.ourDir(), c.id+"-json.log")
 	default:
-		c.logFile = mustDocker(t, "inspect", "--format", "{{.LogPath}}", c.id)
+		c.logFile = mustDocker(t, c.on("inspect", "--format", "{{.LogPath}}", c.id)...)
 		if c.logFile == "" {
 			t.Fatalf("%s has no LogPath", c)
 		}
@@ -218,7 +227,7 @@ func (c *container) logPath(t testing.TB) string {
 func (c *container) logs(t testing.TB, args ...string) (stdout, stderr string) {
 	t.Helper()
 	args = append(append([]string{"logs"}, args...), c.id)
-	stdout, stderr, err := cli(context.Background(), args...)
+	stdout, stderr, err := cli(context.Background(), c.on(args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

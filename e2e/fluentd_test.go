@@ -359,9 +359,18 @@ func fwdNumberedLines(n int) string {
 // fwdLineNumbers counts the events "line N", or "line N" followed by a
 // space and padding, by N; other events are returned as they are.
 func fwdLineNumbers(evs []fluentdtest.Event) (counts map[int]int, others []string) {
+	logs := make([]string, len(evs))
+	for i, ev := range evs {
+		logs[i] = fluentdLog(ev)
+	}
+	return lineNumbers(logs)
+}
+
+// lineNumbers counts the lines "line N" (without "\n"), or "line N" and
+// padding, by N; other lines are returned as they are.
+func lineNumbers(lines []string) (counts map[int]int, others []string) {
 	counts = make(map[int]int)
-	for _, ev := range evs {
-		log := fluentdLog(ev)
+	for _, log := range lines {
 		if n, ok := lineNumber(log); ok {
 			counts[n]++
 		} else {
@@ -388,7 +397,15 @@ func lineNumber(line string) (int, bool) {
 func fwdCheckLines(t testing.TB, who string, evs []fluentdtest.Event, n int, exact bool, extra ...string) {
 	t.Helper()
 	counts, others := fwdLineNumbers(evs)
-	var missing, repeated []int
+	checkLineCounts(t, who, counts, others, n, exact, extra...)
+}
+
+// checkLineCounts checks counts and others, as lineNumbers returns them,
+// the way fwdCheckLines does, and returns the missing line numbers.
+func checkLineCounts(t testing.TB, who string, counts map[int]int, others []string, n int, exact bool, extra ...string) (missing []int) {
+	t.Helper()
+	counts = maps.Clone(counts)
+	var repeated []int
 	for i := 1; i <= n; i++ {
 		switch c := counts[i]; {
 		case c == 0:
@@ -407,11 +424,13 @@ func fwdCheckLines(t testing.TB, who string, evs []fluentdtest.Event, n int, exa
 	if len(counts) > 0 {
 		t.Errorf("%s: unexpected lines %v", who, slices.Sorted(maps.Keys(counts)))
 	}
+	others, extra = slices.Clone(others), slices.Clone(extra)
 	slices.Sort(others)
 	slices.Sort(extra)
 	if exact && !slices.Equal(others, extra) || !exact && !slices.Equal(slices.Compact(others), slices.Compact(extra)) {
 		t.Errorf("%s: other lines %q, want %q", who, others, extra)
 	}
+	return missing
 }
 
 func fwdClipInts(ns []int) string {
@@ -425,13 +444,22 @@ func fwdClipInts(ns []int) string {
 // first.
 func fwdWait(t testing.TB, ceiling time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !poll(ceiling, cond) {
+		t.Fatalf("%s: not within %v", what, ceiling)
+	}
+}
+
+// poll polls cond until it holds or ceiling passes, and reports whether it
+// held.
+func poll(ceiling time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(ceiling)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, ceiling)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 // fwdSync is a host directory mounted at /sync in a container, through

@@ -6,6 +6,7 @@ package e2e
 // plugin_test.go they do not call t.Parallel.
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,9 +17,12 @@ import (
 	"time"
 )
 
-// pacedScript writes "line 1" … "line n", one every 20 ms.
-func pacedScript(n int) string {
-	return fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); echo "line $i"; sleep 0.02; done`, n)
+// pacedScript writes "line first" … "line last" on stdout, one every
+// interval (plus the time the shell takes, which matters below a few
+// milliseconds).
+func pacedScript(first, last int, interval time.Duration) string {
+	return fmt.Sprintf(`i=%d; while [ $i -lt %d ]; do i=$((i+1)); echo "line $i"; usleep %d; done`,
+		first-1, last, interval.Microseconds())
 }
 
 // pluginPID returns the pid of the plugin's process, the one named logferry
@@ -48,6 +52,60 @@ func pluginPID(t testing.TB, plugin string) int {
 	return 0
 }
 
+// killPlugin kills the plugin's process with SIGKILL, waits until it is
+// gone and returns its pid and the time just before the kill.
+func killPlugin(t *testing.T, plugin string) (pid int, at time.Time) {
+	t.Helper()
+	pid = pluginPID(t, plugin)
+	if pid == 0 {
+		t.Fatalf("no process of plugin %s", plugin)
+	}
+	at = time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill plugin process %d: %v", pid, err)
+	}
+	waitProcessGone(t, fmt.Sprintf("plugin process %d", pid), pid)
+	return pid, at
+}
+
+// waitProcessGone waits until the process pid has exited and been reaped.
+func waitProcessGone(t *testing.T, what string, pid int) {
+	t.Helper()
+	fwdWait(t, fwdCeiling, what+" exits", func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return errors.Is(err, os.ErrNotExist)
+	})
+}
+
+// waitPluginRestarted waits until dockerd has restarted the plugin whose
+// process old was killed at killed, and has found the new process
+// listening. dockerd dials a plugin's socket 0.5 s after starting it and
+// then every 3 s, up to 4 times; if the process dies before one dial
+// succeeds, dockerd disables the plugin for good instead of restarting it
+// again. It saves the plugin's config.json once a dial succeeded, which is
+// what this waits for.
+func waitPluginRestarted(t *testing.T, plugin string, old int, killed time.Time) {
+	t.Helper()
+	id := mustDocker(t, "plugin", "inspect", "--format", "{{.Id}}", plugin)
+	config := filepath.Join(suite.dockerRoot, "plugins", id, "config.json")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if p := pluginPID(t, plugin); p != 0 && p != old {
+			fi, err := os.Stat(config)
+			if err != nil {
+				t.Fatalf("plugin %s: %v", plugin, err)
+			}
+			if fi.ModTime().After(killed) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %s not restarted (or not found listening by dockerd) within a minute of kill -9", plugin)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // waitForLine waits until the container's file holds want.
 func waitForLine(t *testing.T, c *container, want string) {
 	t.Helper()
@@ -63,8 +121,9 @@ func waitForLine(t *testing.T, c *container, want string) {
 
 // checkResumed checks that a container that logged n paced lines across a
 // plugin restart has its last line, no line twice and lines in order, and
-// that docker logs serves them. Lines dockerd wrote while no plugin process
-// read the FIFO are lost (dockerd gets EPIPE): they are only counted.
+// that docker logs serves them. dockerd keeps what it writes while no
+// plugin process reads in the FIFO (it opens it read-write); lines a killed
+// process had read but not yet written are lost: they are only counted.
 func checkResumed(t *testing.T, c *container, n int) {
 	t.Helper()
 	recs := allRecords(t, c.logFiles(t, false))
@@ -92,7 +151,7 @@ func checkResumed(t *testing.T, c *container, n int) {
 
 func TestRunningContainerSurvivesPluginDisable(t *testing.T) {
 	const n = 300
-	c := create(t, spec{driver: suite.driver, script: pacedScript(n)})
+	c := create(t, spec{driver: suite.driver, script: pacedScript(1, n, 20*time.Millisecond)})
 	c.start(t)
 	waitForLine(t, c, `"line 20\n"`)
 
@@ -106,28 +165,12 @@ func TestRunningContainerSurvivesPluginDisable(t *testing.T) {
 
 func TestRunningContainerSurvivesPluginCrash(t *testing.T) {
 	const n = 300
-	c := create(t, spec{driver: suite.driver, script: pacedScript(n)})
+	c := create(t, spec{driver: suite.driver, script: pacedScript(1, n, 20*time.Millisecond)})
 	c.start(t)
 	waitForLine(t, c, `"line 20\n"`)
 
-	pid := pluginPID(t, suite.plugin)
-	if pid == 0 {
-		t.Fatalf("no process of plugin %s", suite.plugin)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill plugin process %d: %v", pid, err)
-	}
-	// dockerd restarts a plugin whose process died.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if p := pluginPID(t, suite.plugin); p != 0 && p != pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin %s not restarted within a minute of kill -9", suite.plugin)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	pid, killed := killPlugin(t, suite.plugin)
+	waitPluginRestarted(t, suite.plugin, pid, killed)
 
 	c.wait(t)
 	checkResumed(t, c, n)
