@@ -6,20 +6,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // apiVersion is the Engine API of Docker 20.10, which later daemons serve
 // too.
 const apiVersion = "/v1.41"
 
-// benchLabel marks the containers the harness creates, so that the ones
-// an interrupted run left behind are removed by the next.
+// benchLabel marks the containers the harness creates with the process ID
+// of the harness, so that the ones an interrupted run left behind are
+// removed by the next, and those of a harness still running are not.
 const benchLabel = "io.logferry.bench"
 
 // dockerClient speaks the few calls of the Docker Engine API the harness
@@ -179,7 +184,7 @@ func (c *dockerClient) create(ctx context.Context, s containerSpec) (string, err
 	body := map[string]any{
 		"Image":  s.image,
 		"Cmd":    s.cmd,
-		"Labels": map[string]string{benchLabel: "1"},
+		"Labels": map[string]string{benchLabel: strconv.Itoa(os.Getpid())},
 		"HostConfig": map[string]any{
 			"NetworkMode": "none",
 			"Binds":       s.binds,
@@ -209,18 +214,29 @@ func (c *dockerClient) logPath(ctx context.Context, id string) (string, error) {
 	return out.LogPath, err
 }
 
-// leftovers returns the containers an earlier run of the harness left.
+// leftovers returns the containers that harnesses no longer running left.
 func (c *dockerClient) leftovers(ctx context.Context) ([]string, error) {
 	filters, _ := json.Marshal(map[string][]string{"label": {benchLabel}})
 	var out []struct {
-		ID string `json:"Id"`
+		ID     string `json:"Id"`
+		Labels map[string]string
 	}
 	err := c.call(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}, "filters": {string(filters)}}, nil, &out)
-	ids := make([]string, len(out))
-	for i, c := range out {
-		ids[i] = c.ID
+	var ids []string
+	for _, c := range out {
+		if pid, perr := strconv.Atoi(c.Labels[benchLabel]); perr == nil && pid != os.Getpid() && alive(pid) {
+			continue // another harness's
+		}
+		ids = append(ids, c.ID)
 	}
 	return ids, err
+}
+
+// alive tells whether a process pid exists (the harness runs beside
+// dockerd, in the same PID namespace).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // exitWaiter is a registered wait for a container's next exit.
