@@ -224,7 +224,7 @@ func (c *dockerClient) leftovers(ctx context.Context) ([]string, error) {
 	err := c.call(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}, "filters": {string(filters)}}, nil, &out)
 	var ids []string
 	for _, c := range out {
-		if pid, perr := strconv.Atoi(c.Labels[benchLabel]); perr == nil && pid != os.Getpid() && alive(pid) {
+		if pid, perr := strconv.Atoi(c.Labels[benchLabel]); perr == nil && pid > 1 && pid != os.Getpid() && alive(pid) {
 			continue // another harness's
 		}
 		ids = append(ids, c.ID)

@@ -373,7 +373,7 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 	err = parallel(w.containers, func(i int) error {
 		var err error
 		created[i], err = h.docker.create(ctx, containerSpec{
-			name:      fmt.Sprintf("lfbench-%s-%d-%d", name, h.seq, i),
+			name:      fmt.Sprintf("lfbench-%d-%s-%d-%d", os.Getpid(), name, h.seq, i),
 			image:     h.cfg.image,
 			cmd:       cmd,
 			logDriver: d.logDriver(e),
