@@ -93,6 +93,12 @@ type Driver struct {
 	tidyMu sync.RWMutex
 	// warnOnce reports an unusable Config.DockerContainers once.
 	warnOnce sync.Once
+	// nextReplay says, by container ID, when Maintain may deliver the
+	// buffers of a container without a stream again; only the goroutine
+	// running Maintain uses it.
+	nextReplay map[string]replayState
+	// replayLog rate-limits Maintain's errors per container.
+	replayLog *forward.RateLog
 
 	// mu guards streams, files, delivering, poll and closed.
 	mu      sync.Mutex
@@ -128,6 +134,8 @@ func New(cfg Config) *Driver {
 		streams:    make(map[string]*stream),
 		files:      make(map[string]*containerFiles),
 		delivering: make(map[string]int),
+		nextReplay: make(map[string]replayState),
+		replayLog:  forward.NewRateLog(log, time.Hour),
 	}
 }
 

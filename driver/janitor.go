@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -55,7 +56,7 @@ func (d *Driver) tidy() {
 	replay := d.sweep()
 	for _, id := range replay {
 		if err := d.replay(id); err != nil {
-			d.log.Error("deliver buffered events", "container", id[:12], "error", err)
+			d.replayLog.Error(id, "cannot deliver the events buffered for a container without a stream", "container", id[:12], "error", err)
 		}
 	}
 }
@@ -66,6 +67,15 @@ func (d *Driver) tidy() {
 func (d *Driver) sweep() (replay []string) {
 	d.tidyMu.Lock()
 	defer d.tidyMu.Unlock()
+	usable := d.dockerContainersUsable()
+	removed := func(id string) bool {
+		if !usable {
+			return false
+		}
+		_, err := os.Stat(filepath.Join(d.cfg.DockerContainers, id))
+		return errors.Is(err, os.ErrNotExist)
+	}
+	now := time.Now()
 
 	buffers := filepath.Join(d.cfg.Root, "buffer")
 	for _, id := range containerDirs(buffers, d.log) {
@@ -76,35 +86,87 @@ func (d *Driver) sweep() (replay []string) {
 		holds, err := holdsEvents(dir)
 		switch {
 		case err != nil:
-			d.log.Error("tidy buffers", "container", id[:12], "error", err)
+			d.replayLog.Error(id, "tidy buffers", "container", id[:12], "error", err)
+			continue
+		case holds && removed(id) && now.Sub(lastChange(dir)) > OrphanRetention:
+			d.log.Warn("dropped the undelivered buffers of a removed container",
+				"container", id[:12], "unchanged_for", now.Sub(lastChange(dir)).Round(time.Minute).String(), "bytes", dirSize(dir))
 		case holds:
-			replay = append(replay, id)
-		default:
-			if err := os.RemoveAll(dir); err != nil {
-				d.log.Error("remove delivered buffers", "container", id[:12], "error", err)
+			if now.Before(d.nextReplay[id].at) {
+				continue
 			}
+			replay = append(replay, id)
+			continue
 		}
+		if err := os.RemoveAll(dir); err != nil {
+			d.replayLog.Error(id, "remove buffers", "container", id[:12], "error", err)
+			continue
+		}
+		delete(d.nextReplay, id)
 	}
 
-	if !d.dockerContainersUsable() {
+	if !usable {
 		return replay
 	}
 	files := filepath.Join(d.cfg.Root, "containers")
 	for _, id := range containerDirs(files, d.log) {
-		if d.inUse(id) {
+		if d.inUse(id) || !removed(id) {
 			continue
 		}
-		_, err := os.Stat(filepath.Join(d.cfg.DockerContainers, id))
-		if !errors.Is(err, os.ErrNotExist) {
-			continue // the container exists, or it cannot be told
-		}
 		if err := os.RemoveAll(filepath.Join(files, id)); err != nil {
-			d.log.Error("remove logs of a removed container", "container", id[:12], "error", err)
+			d.replayLog.Error(id, "remove logs of a removed container", "container", id[:12], "error", err)
 			continue
 		}
 		d.log.Info("removed the logs of a removed container", "container", id[:12])
 	}
 	return replay
+}
+
+// replayState is when the buffers of a container without a stream may be
+// delivered again, and how often that was tried.
+type replayState struct {
+	at       time.Time
+	attempts int
+}
+
+// OrphanRetention is how long Maintain keeps trying to deliver the buffers
+// of a removed container after they last changed; then they are dropped.
+const OrphanRetention = 24 * time.Hour
+
+// replayBackoff returns how long to wait before the next delivery of the
+// buffers of a container without a stream, after attempts of them: one
+// minute doubling up to an hour.
+func replayBackoff(attempts int) time.Duration {
+	return min(time.Minute<<min(attempts, 6), time.Hour)
+}
+
+// lastChange returns the time of the latest change to a file in dir.
+func lastChange(dir string) time.Time {
+	var latest time.Time
+	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().After(latest) {
+			latest = info.ModTime()
+		}
+		return nil
+	})
+	return latest
+}
+
+// dirSize returns the bytes of the files in dir.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if info, err := e.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // inUse tells whether a stream of container id is open or its destinations
@@ -191,13 +253,19 @@ func (d *Driver) saveBufferInfo(info *Info) error {
 }
 
 // replay opens the destinations of container id on its buffers and lets
-// them deliver, as a stopped stream's destinations do.
+// them deliver, as a stopped stream's destinations do; the next attempt, if
+// they hold events after that, waits longer each time.
 func (d *Driver) replay(id string) error {
 	d.tidyMu.RLock()
 	defer d.tidyMu.RUnlock()
 	if d.inUse(id) {
 		return nil // started meanwhile: its own destinations deliver
 	}
+	next := d.nextReplay[id]
+	next.at = time.Now().Add(replayBackoff(next.attempts))
+	next.attempts++
+	d.nextReplay[id] = next
+
 	b, err := os.ReadFile(filepath.Join(d.cfg.Root, "buffer", id, bufferInfoFile))
 	if errors.Is(err, os.ErrNotExist) {
 		// Left by a version that did not record it: the container's
@@ -227,7 +295,7 @@ func (d *Driver) replay(id string) error {
 	if err != nil {
 		return err
 	}
-	d.log.Info("delivering events buffered for a container without a stream", "container", id[:12], "destinations", len(sinks))
+	d.log.Info("delivering events buffered for a container without a stream", "container", id[:12], "destinations", len(sinks), "attempt", next.attempts)
 	d.closeSinks(id, sinks)
 	return nil
 }

@@ -138,3 +138,56 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTidyOrphanBuffers: the buffers of a removed container are retried
+// with backoff, and dropped once they have not changed for
+// OrphanRetention.
+func TestTidyOrphanBuffers(t *testing.T) {
+	tests := []struct {
+		name     string
+		age      time.Duration
+		removed  bool
+		wantKept bool
+	}{
+		{name: "removed, changed recently", age: time.Hour, removed: true, wantKept: true},
+		{name: "removed, unchanged too long", age: OrphanRetention + time.Hour, removed: true},
+		{name: "stopped, unchanged too long", age: OrphanRetention + time.Hour, wantKept: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			docker := filepath.Join(t.TempDir(), "containers")
+			id, other := containerID(8), containerID(9)
+			mkdirs(t, filepath.Join(docker, other))
+			if !tt.removed {
+				mkdirs(t, filepath.Join(docker, id))
+			}
+			d := New(Config{Root: root, DockerContainers: docker})
+			t.Cleanup(func() { closeDriver(t, d) })
+			gen := filepath.Join(root, "buffer", id, destFluentd, "gen-0000000000000001")
+			mkdirs(t, gen)
+			seg := filepath.Join(gen, "0000000000000001.seg")
+			if err := os.WriteFile(seg, []byte("not delivered"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Now().Add(-tt.age)
+			for _, p := range []string{seg, gen, filepath.Dir(gen), filepath.Join(root, "buffer", id)} {
+				if err := os.Chtimes(p, old, old); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			d.tidy()
+			d.tidy()
+
+			if kept := exists(t, seg); kept != tt.wantKept {
+				t.Fatalf("buffer kept: %v, want %v", kept, tt.wantKept)
+			}
+			if tt.wantKept {
+				if st := d.nextReplay[id]; st.attempts != 1 || time.Until(st.at) < 30*time.Second {
+					t.Errorf("after two passes: %d attempts, next in %v; want 1 attempt and a wait of a minute", st.attempts, time.Until(st.at))
+				}
+			}
+		})
+	}
+}
