@@ -49,6 +49,12 @@ type Config struct {
 	DockerContainers string
 }
 
+// closeGrace is how long Close lets destinations deliver after the streams
+// stopped: one that is down would otherwise hold up a plugin stop (an
+// upgrade, docker plugin disable) for its whole deadline, while its disk
+// buffer keeps everything for the next process anyway.
+const closeGrace = 2 * time.Second
+
 // Defaults of Config.
 const (
 	DefaultLinger       = time.Minute
@@ -474,8 +480,10 @@ func (d *Driver) ReadLogs(ctx context.Context, info *Info, cfg ReadConfig, w io.
 	})
 }
 
-// Close stops every stream after draining it, within ctx's deadline.
-// Calls after the first return nil.
+// Close stops every stream after draining it, within ctx's deadline, then
+// gives the destinations up to two seconds to deliver; what they still
+// hold stays in their disk buffers for the next process. Calls after the
+// first return nil.
 func (d *Driver) Close(ctx context.Context) error {
 	d.mu.Lock()
 	if d.closed {
@@ -502,10 +510,16 @@ func (d *Driver) Close(ctx context.Context) error {
 		d.wg.Wait()
 		close(done)
 	}()
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
 	select {
 	case <-done:
+	case <-grace.C:
+		// Destinations that are still trying (one is down) keep what
+		// they hold in their disk buffers for the next process.
+		close(d.quit)
+		<-done
 	case <-ctx.Done():
-		// Out of time: destinations give up what they still hold.
 		close(d.quit)
 		<-done
 		errs = append(errs, fmt.Errorf("close driver: %w", ctx.Err()))
