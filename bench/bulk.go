@@ -21,11 +21,12 @@ import (
 // it answers the health check (HEAD and GET /) and POST or PUT /_bulk and
 // /{index}/_bulk, counting two NDJSON lines per document (logferry sends
 // only create actions, each with its source) and answering 200 with one
-// "201 created" item per document, shaped as Elasticsearch 7 shapes them,
-// so that the sender decodes a realistic answer. It keeps the _bulk
-// contract of forward/elasticsearch/estest for the requests logferry makes,
-// but stores and checks nothing: its cost is reading the body and writing
-// the answer.
+// "201 created" item per document, shaped as Elasticsearch 7 shapes them
+// (filtered, as Elasticsearch filters it, when the request has a
+// filter_path), so that the sender decodes a realistic answer. It keeps
+// the _bulk contract of forward/elasticsearch/estest for the requests
+// logferry makes, but stores and checks nothing: its cost is reading the
+// body and writing the answer.
 //
 // Its goroutine is started by startBulkReceiver and stopped and waited for
 // by close.
@@ -39,9 +40,14 @@ type bulkReceiver struct {
 }
 
 // bulkItem is one item of the answer, as Elasticsearch 7 writes it for a
-// create (the _index and _id are not echoed: the sender ignores them).
-const bulkItem = `{"create":{"_index":"docker-bench","_type":"_doc","_id":"bench","_version":1,"result":"created",` +
-	`"_shards":{"total":1,"successful":1,"failed":0},"_seq_no":0,"_primary_term":1,"status":201}}`
+// create (the _index and _id are not echoed: the sender ignores them), and
+// filteredItem the same with filter_path=errors,items.*.status,items.*.error
+// (or any filter_path: the receiver does not parse it), as logferry asks.
+const (
+	bulkItem = `{"create":{"_index":"docker-bench","_type":"_doc","_id":"bench","_version":1,"result":"created",` +
+		`"_shards":{"total":1,"successful":1,"failed":0},"_seq_no":0,"_primary_term":1,"status":201}}`
+	filteredItem = `{"create":{"status":201}}`
+)
 
 func startBulkReceiver() (*bulkReceiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -120,15 +126,19 @@ func (r *bulkReceiver) bulk(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	n := lines / 2
+	head, it := `{"took":1,"errors":false,"items":[`, bulkItem
+	if req.URL.Query().Get("filter_path") != "" {
+		head, it = `{"errors":false,"items":[`, filteredItem
+	}
 	// The answer replaces the body in the buffer.
 	buf.Reset()
-	buf.Grow(64 + n*(len(bulkItem)+1))
-	buf.WriteString(`{"took":1,"errors":false,"items":[`)
+	buf.Grow(64 + n*(len(it)+1))
+	buf.WriteString(head)
 	for i := range n {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		buf.WriteString(bulkItem)
+		buf.WriteString(it)
 	}
 	buf.WriteString("]}")
 	w.Header().Set("Content-Type", "application/json")

@@ -110,6 +110,39 @@ func TestReplayKeepsDocumentIDs(t *testing.T) {
 	}
 }
 
+// TestDiskBufferAckedAfterRetries: documents of a batch answered 429 are
+// sent again alone; once they are in, the whole batch leaves the disk
+// buffer (it used to stay, from its first document to the first retried
+// one, and be sent again by the next sink), and a sink opened on the same
+// directory sends nothing.
+func TestDiskBufferAckedAfterRetries(t *testing.T) {
+	t.Parallel()
+	srv := estest.NewServer(estest.Options{RejectRate: 0.3, Seed: 2})
+	defer srv.Close()
+	cfg := fast(srv.URL)
+	cfg.BufferDir = t.TempDir()
+	s := newTestSink(t, cfg, Credentials{}, nil)
+	const n = 1000
+	sendLines(s, 0, n)
+	waitFor(t, "every document", func() bool { return srv.Count() == n })
+	waitFor(t, "an empty buffer", func() bool { return s.Stats().Queued == 0 })
+	closeSink(t, s, 10*time.Second)
+	linesOnce(t, srv, n)
+	if st := s.Stats(); st.Indexed != n || st.Retries == 0 {
+		t.Errorf("stats %+v, want %d indexed after retries", st, n)
+	}
+
+	before := srv.Stats().Items
+	s2 := newTestSink(t, cfg, Credentials{}, nil)
+	if st := s2.Stats(); st.Queued != 0 {
+		t.Errorf("the next sink found %d events in the buffer", st.Queued)
+	}
+	closeSink(t, s2, 10*time.Second)
+	if items := srv.Stats().Items - before; items != 0 {
+		t.Errorf("the next sink sent %d documents again", items)
+	}
+}
+
 // TestDiskBufferFullIsCounted: with Elasticsearch hanging and a small
 // buffer, Send never blocks, the buffer stays bounded, and every event is
 // delivered, dropped or kept.

@@ -53,10 +53,10 @@ func (d *deadLetter) write(a *action, r itemResult) error {
 	line, err := json.Marshal(deadLetterRecord{
 		Time:   time.Now().UTC().Format(time.RFC3339Nano),
 		Index:  a.index,
-		ID:     a.id,
+		ID:     string(a.id()),
 		Status: r.status,
 		Error:  deadLetterError{Type: r.errType, Reason: r.reason},
-		Doc:    json.RawMessage(a.doc),
+		Doc:    json.RawMessage(a.doc()),
 	})
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)

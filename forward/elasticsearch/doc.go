@@ -7,7 +7,9 @@
 // # Servers
 //
 // The sink speaks the Elasticsearch 7 REST API through
-// github.com/olivere/elastic/v7 (v7.0.32): _bulk with create actions, HEAD /
+// github.com/olivere/elastic/v7 (v7.0.32): _bulk with create actions (the
+// NDJSON body encoded by the sink, sent with the library's PerformRequest,
+// the answer filtered with filter_path and read by the sink), HEAD /
 // for health checks, GET /_nodes/http for sniffing and PUT /_index_template
 // for the optional template. Elasticsearch 8 accepts that API as it is
 // (no mapping types are sent) and OpenSearch 1 and 2 serve it too; the
@@ -37,6 +39,7 @@
 //	elasticsearch-tls-insecure-skip-verify  skip certificate verification, default false
 //	elasticsearch-template                  install an index template, default false
 //	log-format                              text (default) or json: add a JSON line's fields
+//	partial-merge, partial-merge-timeout    reassemble split lines, default false and 5s
 //	buffer-max-size                         disk buffer bound, default 64m (with Config.BufferDir)
 //	buffer-full                             drop-oldest (default), drop-newest or block
 //
@@ -59,9 +62,14 @@
 //	 "container_id":"…","container_name":"…","@log_name":"<tag>", labels and env…}
 //
 // with partial_message, partial_id, partial_ordinal and partial_last on a
-// piece of a split line, as Docker's fluentd driver marks them. With
-// log-format=json, a line that is one JSON object also has its fields added;
-// the fields above win over labels and env, which win over the line's.
+// piece of a split line, as Docker's fluentd driver marks them; with
+// partial-merge, the pieces are reassembled first (forward.MergeStage). A
+// document is the record of Docker's fluentd driver plus @timestamp and
+// @log_name: labels and env named log, source, container_id or
+// container_name replace those fields, the partial_* fields of a piece
+// replace labels of their names, and @timestamp and @log_name are the
+// sink's own. With log-format=json, a line that is one JSON object also
+// has its fields added, those the document does not have already.
 //
 // # Delivery
 //

@@ -5,8 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/logferry/logferry/forward"
@@ -29,15 +33,12 @@ const (
 	fieldPartialLast    = "partial_last"
 )
 
-// reserved are the fields the sink sets itself: neither Extra nor the
-// fields of a JSON line can replace them.
-var reserved = []string{
-	fieldTimestamp, fieldLog, fieldSource, fieldContainerID, fieldContainerName, fieldLogName,
-	fieldPartialMessage, fieldPartialID, fieldPartialOrdinal, fieldPartialLast,
-}
+// partialFields mark the pieces of a split line.
+var partialFields = []string{fieldPartialMessage, fieldPartialID, fieldPartialOrdinal, fieldPartialLast}
 
-// timestampLayout is RFC 3339 with all nine digits of nanoseconds, in UTC.
-const timestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
+// timestampLayout is RFC 3339 to the second, in UTC, with the dot before
+// the nine digits of nanoseconds that follow it.
+const timestampLayout = "2006-01-02T15:04:05."
 
 // item is an event waiting in the queue, with its place in the stream.
 type item struct {
@@ -47,94 +48,183 @@ type item struct {
 	seq uint32
 }
 
-// action is one create action of a _bulk request.
+// action is one create action of a _bulk request: the two lines it adds
+// to the body, and what the sink needs to know of them.
 type action struct {
 	index string
-	id    string
-	doc   string
-	// size is what the action adds to the body: two lines and newlines.
-	size int
+	// line is the action and its document, each ending with a newline:
+	// exactly what the action adds to a _bulk body. It points into the
+	// buffer of the batch the action was encoded in.
+	line []byte
+	// idAt and docAt are where the _id's value and the document start in
+	// line; the _id ends 4 bytes before the document (`"}}\n`), the
+	// document 1 byte before the end of line.
+	idAt, docAt int
 	// tok is the buffer token of the event, to acknowledge once the
 	// document is settled (0 for a memory queue).
 	tok uint64
 }
 
-// actionOverhead is the length of `{"create":{"_index":"","_id":""}}` and
-// the two newlines around a document.
-const actionOverhead = len(`{"create":{"_index":"","_id":""}}`) + 2
+// size is what a adds to a _bulk body, in bytes.
+func (a *action) size() int { return len(a.line) }
 
-// encoder turns items into actions. Not safe for concurrent use: each
-// worker has its own.
-type encoder struct {
-	containerID string
-	parseJSON   bool
-	index       *indexCache
-	// fixed holds the container fields and Extra, encoded once: they are
-	// the same in every document.
+// id returns the document's _id.
+func (a *action) id() []byte { return a.line[a.idAt : a.docAt-len(idEnd)] }
+
+// doc returns the document.
+func (a *action) doc() []byte { return a.line[a.docAt : len(a.line)-1] }
+
+// idEnd closes the action line after the _id's value.
+const idEnd = "\"}}\n"
+
+// docLayout is what every document of a container has, whole line or
+// piece (newDocLayout's partial), encoded once.
+//
+// Documents are the record Docker's fluentd driver (and the Fluentd sink)
+// sends, plus "@timestamp" and "@log_name" as fluent-plugin-elasticsearch
+// adds them. Docker builds that record as a map: "container_id",
+// "container_name", "source" and "log" first, then the selected labels and
+// env, which replace those of the same name, then the partial_* fields of
+// a piece, which replace labels of the same name. "@timestamp" and
+// "@log_name" are the sink's own: a label cannot replace them (the index
+// is chosen on "@timestamp", and include_tag_key sets "@log_name" after
+// the record is built). With log-format=json, the fields of a JSON line
+// are added when the document does not have them already.
+type docLayout struct {
+	// log and source are set when the event's line and stream are the
+	// values of "log" and "source" (no label replaces them).
+	log, source bool
+	// fixed holds `,"key":"value"` for container_id, container_name,
+	// @log_name and the labels and env, in that order (labels and env in
+	// key order, with those that replace the container's fields).
 	fixed []byte
-	// keys are the reserved fields and those of Extra, which the fields of
-	// a JSON line cannot replace.
+	// keys are the document's fields, which a JSON line cannot replace.
 	keys map[string]bool
-	// buf is reused for each document.
-	buf []byte
+}
+
+func newDocLayout(c forward.Container, partial bool) docLayout {
+	l := docLayout{keys: map[string]bool{fieldTimestamp: true, fieldLogName: true}}
+	extra := maps.Clone(c.Extra)
+	delete(extra, fieldTimestamp)
+	delete(extra, fieldLogName)
+	if partial {
+		for _, k := range partialFields {
+			delete(extra, k)
+			l.keys[k] = true
+		}
+	}
+	b := l.fixed
+	own := func(k, v string) {
+		if _, replaced := extra[k]; !replaced {
+			b = appendField(b, k, v)
+			l.keys[k] = true
+		}
+	}
+	own(fieldContainerID, c.ID)
+	// As Docker's fluentd driver sends it: with the leading "/".
+	own(fieldContainerName, "/"+strings.TrimPrefix(c.Name, "/"))
+	b = appendField(b, fieldLogName, c.Tag)
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		b = appendField(b, k, extra[k])
+		l.keys[k] = true
+	}
+	l.fixed = b
+	_, replaced := extra[fieldLog]
+	l.log = !replaced
+	_, replaced = extra[fieldSource]
+	l.source = !replaced
+	l.keys[fieldLog], l.keys[fieldSource] = true, true
+	return l
+}
+
+// encoder turns items into actions. Not safe for concurrent use: the
+// batcher has its own.
+type encoder struct {
+	containerID  string
+	parseJSON    bool
+	index        *indexCache
+	whole, piece docLayout
+	// lastIndex is the index of the previous action, and actionHead its
+	// action line up to the _id's value.
+	lastIndex  string
+	actionHead []byte
+	// sec is the Unix second of the previous document's time, and clock
+	// its formatted date and clock, up to the nanoseconds.
+	sec   int64
+	clock []byte
+	// lastSource is the stream of the previous document, and sourceField
+	// its "source" field.
+	lastSource  string
+	sourceField []byte
 }
 
 func newEncoder(c forward.Container, p *indexPattern, parseJSON bool) *encoder {
-	e := &encoder{
+	return &encoder{
 		containerID: c.ID,
 		parseJSON:   parseJSON,
 		index:       newIndexCache(p),
-		keys:        make(map[string]bool, len(reserved)+len(c.Extra)),
+		whole:       newDocLayout(c, false),
+		piece:       newDocLayout(c, true),
+		sec:         math.MinInt64,
 	}
-	for _, k := range reserved {
-		e.keys[k] = true
-	}
-	b := e.fixed
-	b = appendField(b, fieldContainerID, c.ID)
-	// As Docker's fluentd driver sends it, so that documents match those
-	// of the Fluentd pipeline: with the leading "/".
-	b = appendField(b, fieldContainerName, "/"+c.Name)
-	b = appendField(b, fieldLogName, c.Tag)
-	extra := make([]string, 0, len(c.Extra))
-	for k := range c.Extra {
-		if !e.keys[k] {
-			extra = append(extra, k)
-		}
-	}
-	slices.Sort(extra)
-	for _, k := range extra {
-		b = appendField(b, k, c.Extra[k])
-		e.keys[k] = true
-	}
-	e.fixed = b
-	return e
 }
 
-// encode returns the action that creates the document of it. The document is
+// appendAction appends the create action of it, as the two lines it takes
+// in a _bulk body, to b; the action returned points into the b returned.
+// The document is
 //
 //	{"@timestamp":…,"log":…,"source":…,"container_id":…,"container_name":…,
-//	 "@log_name":…, Extra…, partial_*…, fields of a JSON line…}
+//	 "@log_name":…, labels and env…, partial_*…, fields of a JSON line…}
 //
-// with Extra and the fields of a JSON line in key order.
-func (e *encoder) encode(it *item) action {
+// with the labels and env, and the fields of a JSON line, in key order;
+// see docLayout for the fields a label replaces.
+func (e *encoder) appendAction(b []byte, it *item) ([]byte, action) {
 	ev := &it.ev
-	b := append(e.buf[:0], `{"`+fieldTimestamp+`":"`...)
-	b = ev.Time.UTC().AppendFormat(b, timestampLayout)
+	start := len(b)
+	a := action{index: e.index.name(ev.Time)}
+	if a.index != e.lastIndex || e.actionHead == nil {
+		e.lastIndex = a.index
+		e.actionHead = append(appendString(append(e.actionHead[:0], `{"create":{"_index":`...), a.index), `,"_id":"`...)
+	}
+	b = append(b, e.actionHead...)
+	idStart := len(b)
+	b = appendDocumentID(b, e.containerID, ev, it.seq)
+	b = append(b, idEnd...)
+
+	docStart := len(b)
+	l := &e.whole
+	if ev.Partial != nil {
+		l = &e.piece
+	}
+	b = append(b, `{"`+fieldTimestamp+`":"`...)
+	b = e.appendTime(b, ev.Time)
 	b = append(b, '"')
-	b = appendField(b, fieldLog, ev.Line)
-	b = appendField(b, fieldSource, ev.Source)
-	b = append(b, e.fixed...)
+	if l.log {
+		b = append(b, `,"`+fieldLog+`":`...)
+		b = appendString(b, ev.Line)
+	}
+	if l.source {
+		if ev.Source != e.lastSource || e.sourceField == nil {
+			e.lastSource = ev.Source
+			e.sourceField = appendField(e.sourceField[:0], fieldSource, ev.Source)
+		}
+		b = append(b, e.sourceField...)
+	}
+	b = append(b, l.fixed...)
 	if p := ev.Partial; p != nil {
 		b = appendField(b, fieldPartialMessage, "true")
 		b = appendField(b, fieldPartialID, p.ID)
-		b = appendField(b, fieldPartialOrdinal, strconv.Itoa(p.Ordinal))
-		b = appendField(b, fieldPartialLast, strconv.FormatBool(p.Last))
+		b = append(b, `,"`+fieldPartialOrdinal+`":"`...)
+		b = strconv.AppendInt(b, int64(p.Ordinal), 10)
+		b = append(b, `","`+fieldPartialLast+`":"`...)
+		b = strconv.AppendBool(b, p.Last)
+		b = append(b, '"')
 	}
 	if e.parseJSON {
 		if fields, ok := forward.JSONFields(ev.Line); ok {
 			keys := make([]string, 0, len(fields))
 			for k := range fields {
-				if !e.keys[k] {
+				if !l.keys[k] {
 					keys = append(keys, k)
 				}
 			}
@@ -147,26 +237,40 @@ func (e *encoder) encode(it *item) action {
 			}
 		}
 	}
-	b = append(b, '}')
-	e.buf = b
+	b = append(b, '}', '\n')
 
-	a := action{
-		index: e.index.name(ev.Time),
-		id:    documentID(e.containerID, ev, it.seq),
-		doc:   string(b),
-	}
-	a.size = actionOverhead + len(a.index) + len(a.id) + len(a.doc)
-	return a
+	a.line = b[start:len(b):len(b)]
+	a.idAt, a.docAt = idStart-start, docStart-start
+	return b, a
 }
 
-// documentID is the _id of an entry: the same entry always gets the same
-// id, so that a replay is refused with 409 instead of indexed twice, and
-// different entries of a container get different ids. An entry is known by
-// its container, time, stream, place among the entries of the same time
-// (seq) and, for a piece of a split line, the line's id and the ordinal.
-// The line itself is left out: its identity is already there, and hashing
-// 16 KiB pieces costs more than it buys.
-func documentID(containerID string, ev *forward.Event, seq uint32) string {
+// appendTime appends t in UTC as RFC 3339 with all nine digits of
+// nanoseconds; the date and clock are formatted once a second.
+func (e *encoder) appendTime(b []byte, t time.Time) []byte {
+	if sec := t.Unix(); sec != e.sec {
+		e.sec = sec
+		e.clock = t.UTC().AppendFormat(e.clock[:0], timestampLayout)
+	}
+	b = append(b, e.clock...)
+	ns := t.Nanosecond()
+	var digits [9]byte
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	b = append(b, digits[:]...)
+	return append(b, 'Z')
+}
+
+// appendDocumentID appends the _id of an entry: the same entry always gets
+// the same id, so that a replay is refused with 409 instead of indexed
+// twice, and different entries of a container get different ids. An entry
+// is known by its container, time, stream, place among the entries of the
+// same time (seq) and, for a piece of a split line, the line's id and the
+// ordinal. The line itself is left out: its identity is already there, and
+// hashing 16 KiB pieces costs more than it buys. Ids must never change
+// between versions: a disk buffer written by one is replayed by the next.
+func appendDocumentID(dst []byte, containerID string, ev *forward.Event, seq uint32) []byte {
 	var stack [256]byte
 	b := append(stack[:0], containerID...)
 	b = append(b, 0)
@@ -182,7 +286,7 @@ func documentID(containerID string, ev *forward.Event, seq uint32) string {
 	}
 	sum := sha256.Sum256(b)
 	// 128 bits: 22 characters, as short as Elasticsearch's own ids.
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
 }
 
 // appendField appends `,"key":"value"`.
@@ -201,6 +305,14 @@ func appendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Most lines are plain ASCII: pass 8 bytes at a time.
+		for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -251,6 +363,23 @@ func appendString[T string | []byte](b []byte, s T) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// plain8 reports whether none of the 8 bytes of x needs escaping in a JSON
+// string or is outside ASCII: no control character, '"', '\\' or byte of
+// 0x80 or more. Each term has its high bit set in some byte exactly when
+// some byte of x is such a byte.
+func plain8(x uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	below := (x - 0x20*ones) &^ x // a byte below 0x20
+	quote := x ^ '"'*ones
+	quote = (quote - ones) &^ quote // a byte equal to '"'
+	slash := x ^ '\\'*ones
+	slash = (slash - ones) &^ slash // a byte equal to '\\'
+	return (below|quote|slash|x)&highs == 0
 }
 
 // appendValue appends a value of forward.JSONFields as JSON, objects with

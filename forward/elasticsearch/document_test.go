@@ -2,7 +2,9 @@ package elasticsearch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,16 +17,52 @@ var testContainer = forward.Container{
 	ID:    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 	Name:  "web",
 	Tag:   "docker.web",
-	Extra: map[string]string{"com.example.team": "core", "log": "ignored: reserved", "env": "prod"},
+	Extra: map[string]string{"com.example.team": "core", "env": "prod"},
 }
 
-func decode(t *testing.T, doc string) map[string]any {
+// encode returns the action of it, encoded on its own.
+func encode(e *encoder, it *item) action {
+	_, a := e.appendAction(nil, it)
+	return a
+}
+
+// decode decodes a document, which must not have a field twice.
+func decode(t *testing.T, doc []byte) map[string]any {
 	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(doc))
+	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
 		t.Fatalf("document %s: %v", doc, err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &fields); err != nil {
+		t.Fatal(err)
+	}
+	dec = json.NewDecoder(bytes.NewReader(doc))
+	n := 0
+	for depth := 0; ; {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		default:
+			if _, isKey := tok.(string); isKey && depth == 1 && dec.More() {
+				n++
+				var skip json.RawMessage
+				if err := dec.Decode(&skip); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if n != len(fields) {
+		t.Errorf("document %s has %d fields, %d distinct", doc, n, len(fields))
 	}
 	return m
 }
@@ -78,31 +116,135 @@ func TestDocumentShape(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			enc := newEncoder(testContainer, p, tt.parseJSON)
-			a := enc.encode(&item{ev: tt.ev})
-			if got := decode(t, a.doc); !reflect.DeepEqual(got, tt.want) {
+			a := encode(enc, &item{ev: tt.ev})
+			if got := decode(t, a.doc()); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("document\n got %v\nwant %v", got, tt.want)
 			}
 			if a.index != "docker-20240309" {
 				t.Errorf("index %q", a.index)
 			}
-			if !strings.HasPrefix(a.doc, `{"@timestamp":"2024-03-09T22:59:59.000000120Z","log":`) {
-				t.Errorf("fields out of order: %s", a.doc)
+			if !bytes.HasPrefix(a.doc(), []byte(`{"@timestamp":"2024-03-09T22:59:59.000000120Z","log":`)) {
+				t.Errorf("fields out of order: %s", a.doc())
 			}
 		})
 	}
 }
 
-func TestActionSizeIsExact(t *testing.T) {
+// TestLabelPrecedence checks which value a field gets when labels or env
+// (Extra) or a JSON line's fields have its name. The document is the record
+// of Docker's fluentd driver (and of the Fluentd sink, forward/fluentd's
+// record.go), plus @timestamp and @log_name: labels and env replace
+// container_id, container_name, source and log, the partial_* fields of a
+// piece replace labels, and a JSON line's fields never replace anything.
+func TestLabelPrecedence(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2024, 3, 9, 12, 0, 0, 5, time.UTC)
+	const stamp = "2024-03-09T12:00:00.000000005Z"
+	labelled := forward.Container{ID: "cid", Name: "/web", Tag: "tag", Extra: map[string]string{
+		"log": "label-log", "source": "label-source", "container_id": "label-id", "container_name": "label-name",
+		"@timestamp": "label-time", "@log_name": "label-tag", "partial_id": "label-partial", "team": "core",
+	}}
+	plain := forward.Container{ID: "cid", Name: "web", Tag: "tag"}
+	piece := &forward.Partial{ID: "p1", Ordinal: 1}
+	tests := []struct {
+		name      string
+		c         forward.Container
+		parseJSON bool
+		line      string
+		partial   *forward.Partial
+		want      map[string]any
+	}{
+		{"labels replace the record's fields", labelled, false, "the line", nil, map[string]any{
+			"@timestamp": stamp, "@log_name": "tag", "log": "label-log", "source": "label-source",
+			"container_id": "label-id", "container_name": "label-name", "partial_id": "label-partial", "team": "core"}},
+		{"a piece's fields replace labels", labelled, false, "the line", piece, map[string]any{
+			"@timestamp": stamp, "@log_name": "tag", "log": "label-log", "source": "label-source",
+			"container_id": "label-id", "container_name": "label-name", "team": "core",
+			"partial_message": "true", "partial_id": "p1", "partial_ordinal": "1", "partial_last": "false"}},
+		{"a JSON line's fields replace nothing", labelled, true, `{"log":"j","team":"j","@log_name":"j","partial_id":"j","level":"info"}`, nil,
+			map[string]any{
+				"@timestamp": stamp, "@log_name": "tag", "log": "label-log", "source": "label-source",
+				"container_id": "label-id", "container_name": "label-name", "partial_id": "label-partial", "team": "core",
+				"level": "info"}},
+		{"without labels", plain, true, `{"container_id":"j","@timestamp":"j","partial_id":"j"}`, nil, map[string]any{
+			"@timestamp": stamp, "@log_name": "tag", "log": `{"container_id":"j","@timestamp":"j","partial_id":"j"}`,
+			"source": "stdout", "container_id": "cid", "container_name": "/web", "partial_id": "j"}},
+		{"without labels, a piece", plain, true, `{"partial_id":"j","x":1}`, piece, map[string]any{
+			"@timestamp": stamp, "@log_name": "tag", "log": `{"partial_id":"j","x":1}`, "source": "stdout",
+			"container_id": "cid", "container_name": "/web", "x": json.Number("1"),
+			"partial_message": "true", "partial_id": "p1", "partial_ordinal": "1", "partial_last": "false"}},
+	}
+	p, _ := parseIndexPattern(DefaultIndex)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			enc := newEncoder(tt.c, p, tt.parseJSON)
+			a := encode(enc, &item{ev: forward.Event{Time: at, Source: "stdout", Line: []byte(tt.line), Partial: tt.partial}})
+			if got := decode(t, a.doc()); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("document\n got %v\nwant %v", got, tt.want)
+			}
+			if n := bytes.Count(a.doc(), []byte(`"@timestamp":`)); n != 1 {
+				t.Errorf("@timestamp %d times in %s", n, a.doc())
+			}
+		})
+	}
+}
+
+// TestActionLines checks the two lines an action adds to a _bulk body:
+// the create action with the index and _id, then the document, each
+// ending with a newline, and that several actions encoded into one buffer
+// keep their own lines.
+func TestActionLines(t *testing.T) {
 	t.Parallel()
 	p, _ := parseIndexPattern(DefaultIndex)
-	a := newEncoder(testContainer, p, false).encode(&item{ev: forward.Event{Time: time.Now(), Source: "stderr", Line: []byte("x")}})
-	lines, err := bulkRequest(&a).Source()
-	if err != nil {
-		t.Fatal(err)
+	enc := newEncoder(testContainer, p, false)
+	times := []time.Time{epoch, epoch.Add(1), epoch.Add(24 * time.Hour), epoch.Add(24*time.Hour + 1)}
+	var (
+		buf     []byte
+		actions []action
+	)
+	for i, at := range times {
+		var a action
+		buf, a = enc.appendAction(buf, &item{ev: forward.Event{Time: at, Source: "stderr", Line: []byte(fmt.Sprintf("x%d", i))}})
+		actions = append(actions, a)
 	}
-	if got := len(lines[0]) + len(lines[1]) + 2; got != a.size {
-		t.Errorf("size %d, body adds %d (%s)", a.size, got, lines[0])
+	var joined []byte
+	for i, a := range actions {
+		joined = append(joined, a.line...)
+		lines := strings.SplitAfter(string(a.line), "\n")
+		if len(lines) != 3 || lines[2] != "" {
+			t.Fatalf("action %d: %q is not two lines", i, a.line)
+		}
+		var meta map[string]map[string]string
+		if err := json.Unmarshal([]byte(lines[0]), &meta); err != nil {
+			t.Fatalf("action %d: %q: %v", i, lines[0], err)
+		}
+		ev := forward.Event{Time: times[i], Source: "stderr"}
+		want := map[string]map[string]string{"create": {"_index": esIndex(times[i]), "_id": documentID(testContainer.ID, &ev, 0)}}
+		if !reflect.DeepEqual(meta, want) {
+			t.Errorf("action %d: %v, want %v", i, meta, want)
+		}
+		if string(a.id()) != want["create"]["_id"] || a.index != want["create"]["_index"] {
+			t.Errorf("action %d: id %q, index %q, want %v", i, a.id(), a.index, want)
+		}
+		if string(a.doc())+"\n" != lines[1] || a.size() != len(a.line) {
+			t.Errorf("action %d: doc %q, size %d, line %q", i, a.doc(), a.size(), a.line)
+		}
+		if got := decode(t, a.doc())["log"]; got != fmt.Sprintf("x%d", i) {
+			t.Errorf("action %d: log %v", i, got)
+		}
 	}
+	if !bytes.Equal(joined, buf) {
+		t.Errorf("the actions' lines are not the buffer:\n%s\n%s", joined, buf)
+	}
+}
+
+// esIndex is the default index of an entry logged at t.
+func esIndex(t time.Time) string { return "docker-" + t.UTC().Format("20060102") }
+
+// documentID returns an entry's _id as a string.
+func documentID(containerID string, ev *forward.Event, seq uint32) string {
+	return string(appendDocumentID(nil, containerID, ev, seq))
 }
 
 func TestDocumentIDs(t *testing.T) {
@@ -150,6 +292,27 @@ func TestSequencer(t *testing.T) {
 	}
 }
 
+// TestPlain8 puts every byte value at every place among plain bytes, and
+// next to other bytes that need escaping.
+func TestPlain8(t *testing.T) {
+	t.Parallel()
+	plain := func(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80 }
+	for _, fill := range []byte{'a', ' ', '~', '!', '#', '[', ']'} {
+		for c := range 256 {
+			for at := range 8 {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[at] = byte(c)
+				if got, want := plain8(binary.LittleEndian.Uint64(w[:])), plain(byte(c)); got != want {
+					t.Fatalf("%q: plain8 %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+}
+
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain", `q"b\`, "\x00\x1f\x7f", "\xff\xfe", "é\u2028\u2029", "<&>"} {
 		f.Add(s)
@@ -182,9 +345,9 @@ func FuzzEncodeJSONLine(f *testing.F) {
 	p, _ := parseIndexPattern(DefaultIndex)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		enc := newEncoder(testContainer, p, true)
-		a := enc.encode(&item{ev: forward.Event{Time: time.Unix(1, 0), Source: "stdout", Line: line}})
-		if !json.Valid([]byte(a.doc)) {
-			t.Fatalf("line %q makes invalid document %s", line, a.doc)
+		a := encode(enc, &item{ev: forward.Event{Time: time.Unix(1, 0), Source: "stdout", Line: line}})
+		if !json.Valid(a.doc()) {
+			t.Fatalf("line %q makes invalid document %s", line, a.doc())
 		}
 	})
 }

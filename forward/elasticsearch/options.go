@@ -43,6 +43,10 @@ const (
 	// KeyLogFormat is shared with the Fluentd sink: "json" parses each line
 	// that is one JSON object into fields of the record.
 	KeyLogFormat = "log-format"
+	// KeyPartialMerge and KeyPartialMergeTimeout are shared with the
+	// Fluentd sink: reassemble the lines dockerd split at 16 KiB.
+	KeyPartialMerge        = forward.KeyPartialMerge
+	KeyPartialMergeTimeout = forward.KeyPartialMergeTimeout
 )
 
 // Values of KeyLogFormat.
@@ -55,6 +59,13 @@ const (
 var Keys = []string{
 	KeyURL, KeyIndex, KeyPipeline, KeySniff, KeyBulkActions, KeyBulkSize, KeyFlushInterval,
 	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate, KeyLogFormat,
+	KeyPartialMerge, KeyPartialMergeTimeout,
+}
+
+// shared reports whether key is an option of every destination, which
+// does not need elasticsearch-url.
+func shared(key string) bool {
+	return key == KeyLogFormat || key == KeyPartialMerge || key == KeyPartialMergeTimeout
 }
 
 // Defaults and limits of the options.
@@ -109,6 +120,12 @@ type Config struct {
 	// ParseJSON adds the fields of a line that is one JSON object to its
 	// document (log-format=json).
 	ParseJSON bool
+	// PartialMerge reassembles the lines dockerd split at 16 KiB into one
+	// document each (partial-merge); Merge configures it (its Timeout
+	// from partial-merge-timeout). Without it, each piece is a document
+	// with the partial_* fields.
+	PartialMerge bool
+	Merge        forward.MergeConfig
 
 	// DeadLetterPath is the file that documents Elasticsearch refuses for
 	// good are appended to (NDJSON, mode 0640), set by the driver beside
@@ -184,13 +201,16 @@ func (c Config) withDefaults() Config {
 
 // ParseConfig validates the elasticsearch options among a container's
 // --log-opt values. enabled is false when elasticsearch-url is not set;
-// other elasticsearch-* options are then refused. The buffer options
-// shared with the other destinations (forward.BufferKeys) are read into
-// cfg.Buffer, and checked even when the sink is off; other keys are
-// ignored. Errors wrap forward.ErrInvalidOption and name the option, its
+// other elasticsearch-* options are then refused. The options shared
+// with the other destinations (forward.BufferKeys into cfg.Buffer,
+// log-format, partial-merge and partial-merge-timeout) are checked even
+// when the sink is off; other keys are ignored. Errors wrap forward.ErrInvalidOption and name the option, its
 // value and what is accepted.
 func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	if cfg.Buffer, err = forward.ParseBufferOptions(opts); err != nil {
+		return Config{}, false, err
+	}
+	if cfg.PartialMerge, cfg.Merge, err = forward.ParseMergeOptions(opts); err != nil {
 		return Config{}, false, err
 	}
 	if v, ok := opts[KeyLogFormat]; ok {
@@ -205,7 +225,7 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	rawURL, ok := opts[KeyURL]
 	if !ok {
 		for _, k := range Keys {
-			if v, set := opts[k]; set && k != KeyLogFormat {
+			if v, set := opts[k]; set && !shared(k) {
 				return Config{}, false, forward.OptionError(k, v, "needs "+KeyURL)
 			}
 		}

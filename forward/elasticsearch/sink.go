@@ -115,6 +115,9 @@ type Sink struct {
 	mem       *forward.Queue // nil with a disk buffer
 	disk      *diskq.Queue   // nil without
 	dial      dialFunc
+	// merge reassembles split lines before they are queued; nil without
+	// partial-merge.
+	merge *forward.MergeStage
 	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
 	// without one: retry waits end in time for a last attempt.
 	closeBy atomic.Int64
@@ -230,6 +233,9 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 }
 
 func (s *Sink) start() {
+	if s.cfg.PartialMerge {
+		s.merge = forward.NewMergeStage(s.cfg.Merge, s.enqueue)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.run(ctx)
@@ -240,8 +246,19 @@ func (s *Sink) start() {
 // buffer's writes are made by its own goroutine). When the buffer is full,
 // buffer-full applies: the oldest events are dropped (the default), or ev,
 // or Send waits for room for at most the block timeout; drops are
-// counted. After Close, ev itself is dropped.
+// counted. After Close, ev itself is dropped. With partial-merge, the
+// pieces of a split line wait to be queued as one line (see
+// forward.MergeStage).
 func (s *Sink) Send(ev *forward.Event) {
+	if s.merge != nil {
+		s.merge.Add(ev)
+		return
+	}
+	s.enqueue(ev)
+}
+
+// enqueue queues a copy of ev, as Send says.
+func (s *Sink) enqueue(ev *forward.Event) {
 	var n int
 	if s.disk != nil {
 		s.seqMu.Lock()
@@ -261,9 +278,10 @@ func (s *Sink) Send(ev *forward.Event) {
 		select {
 		case <-s.closing:
 		default:
-			msg := "elasticsearch is not keeping up: dropped events"
+			// Elasticsearch, or the disk buffer's writes, not keeping up.
+			msg := "buffer full: dropped events"
 			if s.cfg.Buffer.Full == forward.DropOldest {
-				msg = "elasticsearch is not keeping up: dropped the oldest events"
+				msg = "buffer full: dropped the oldest events"
 			}
 			s.limit.Error("queue", msg, "dropped", s.queue.Dropped())
 		}
@@ -302,11 +320,12 @@ func (s *Sink) abandon(n int) {
 	}
 }
 
-// ack acknowledges the events of batch to the buffer, once each of them is
-// settled: created, already there, or rejected for good.
-func (s *Sink) ack(batch []action) {
-	if len(batch) > 0 {
-		s.queue.Ack(batch[0].tok, batch[len(batch)-1].tok+1)
+// ack acknowledges the events with tokens in [from, to) to the buffer,
+// once each of them is settled: created, already there, or rejected for
+// good.
+func (s *Sink) ack(from, to uint64) {
+	if to > from {
+		s.queue.Ack(from, to)
 	}
 }
 
@@ -325,6 +344,11 @@ func (s *Sink) Close(ctx context.Context) error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
+		if s.merge != nil {
+			// Unfinished lines go to the queue, as pieces, before it
+			// closes.
+			s.merge.Close()
+		}
 		close(s.closing)
 		if s.disk != nil {
 			s.disk.CloseWrite()
@@ -383,7 +407,7 @@ func (q *sequencer) next(t time.Time) uint32 {
 // events into batches in order, and cfg.Workers workers that send them.
 func (s *Sink) run(ctx context.Context) {
 	defer close(s.done)
-	batches := make(chan []action)
+	batches := make(chan *batch)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.batch(ctx, batches) })
 	for range s.cfg.Workers {
@@ -431,48 +455,55 @@ func (s *Sink) run(ctx context.Context) {
 // bytes, and goes when full, cfg.FlushInterval after its first document,
 // or at once when the sink is closing. It closes batches when the queue is
 // closed and empty or ctx ends.
-func (s *Sink) batch(ctx context.Context, batches chan<- []action) {
+func (s *Sink) batch(ctx context.Context, batches chan<- *batch) {
 	defer close(batches)
 	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
 	var (
-		evs   []forward.Item
-		carry []action // encoded but over the size of the batch before
-		batch []action
-		size  int
+		evs []forward.Item
+		// fill is the batch being filled; full are batches filled up
+		// already, in order, when an action that did not fit in one
+		// started the next.
+		fill = getBatch()
+		full []*batch
 	)
-	lost := func() { s.abandon(len(batch) + len(carry)) }
-	for {
-		batch, size = nil, 0
-		for len(carry) > 0 && len(batch) < s.cfg.BulkActions && (len(batch) == 0 || size+carry[0].size <= s.cfg.BulkSize) {
-			batch = append(batch, carry[0])
-			size += carry[0].size
-			carry = carry[1:]
+	defer func() { fill.release() }()
+	lost := func() {
+		n := len(fill.actions)
+		for _, b := range full {
+			n += len(b.actions)
+			b.release()
 		}
+		s.abandon(n)
+	}
+	complete := func(b *batch) bool {
+		return len(b.actions) >= s.cfg.BulkActions || b.size() >= s.cfg.BulkSize
+	}
+	for {
 		var (
 			closed   bool
 			deadline time.Time
 		)
-		for len(carry) == 0 && len(batch) < s.cfg.BulkActions && size < s.cfg.BulkSize {
+		for len(full) == 0 && !complete(fill) {
 			popCtx, cancel := ctx, context.CancelFunc(func() {})
-			if len(batch) > 0 {
+			if len(fill.actions) > 0 {
 				if deadline.IsZero() {
 					deadline = time.Now().Add(s.cfg.FlushInterval)
 				}
 				popCtx, cancel = context.WithDeadline(ctx, deadline)
 			}
 			var err error
-			evs, err = s.queue.Next(popCtx, evs[:0], s.cfg.BulkActions-len(batch), s.cfg.BulkSize-size)
+			evs, err = s.queue.Next(popCtx, evs[:0], s.cfg.BulkActions-len(fill.actions), s.cfg.BulkSize-fill.size())
 			cancel()
 			for i := range evs {
-				a := enc.encode(&item{ev: evs[i].Event, seq: evs[i].Seq})
-				a.tok = evs[i].Token
+				fill.add(enc, &item{ev: evs[i].Event, seq: evs[i].Seq}, evs[i].Token)
 				evs[i] = forward.Item{} // a disk buffer reuses the line
-				if len(carry) > 0 || (len(batch) > 0 && size+a.size > s.cfg.BulkSize) {
-					carry = append(carry, a)
-					continue
+				if n := len(fill.actions); n > 1 && (fill.size() > s.cfg.BulkSize || n > s.cfg.BulkActions) {
+					// The last action starts the next batch.
+					next := getBatch()
+					fill.moveLast(next)
+					full = append(full, fill)
+					fill = next
 				}
-				batch = append(batch, a)
-				size += a.size
 			}
 			if ctx.Err() != nil {
 				lost()
@@ -486,31 +517,38 @@ func (s *Sink) batch(ctx context.Context, batches chan<- []action) {
 				break
 			}
 		}
-		if len(batch) > 0 {
+		if len(full) == 0 && len(fill.actions) > 0 {
+			full = append(full, fill)
+			fill = getBatch()
+		}
+		for i, b := range full {
 			select {
-			case batches <- batch:
+			case batches <- b:
+				full[i] = nil
 			case <-ctx.Done():
+				full = full[i:]
 				lost()
 				return
 			}
 		}
-		if closed && len(carry) == 0 {
+		full = full[:0]
+		if closed && len(fill.actions) == 0 {
 			return
 		}
 	}
 }
 
 // work sends batches until there are no more.
-func (s *Sink) work(ctx context.Context, batches <-chan []action) {
-	for batch := range batches {
-		es, ok := s.client(ctx)
-		if !ok {
-			s.abandon(len(batch))
-			continue // drain: the batcher stops at ctx's end
+func (s *Sink) work(ctx context.Context, batches <-chan *batch) {
+	for b := range batches {
+		// deliver reorders b.actions: take the tokens first.
+		from, to := b.tokens()
+		if es, ok := s.client(ctx); !ok {
+			s.abandon(len(b.actions)) // drain: the batcher stops at ctx's end
+		} else if s.deliver(ctx, es, b.actions) {
+			s.ack(from, to)
 		}
-		if s.deliver(ctx, es, batch) {
-			s.ack(batch)
-		}
+		b.release()
 	}
 }
 
@@ -576,6 +614,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 // (409) or rejected for good, and then reports true; or until ctx ends,
 // and then reports false. Documents answered 429 or 5xx are sent again,
 // alone, after a backoff; so is the whole batch when the request fails.
+// It reorders batch, moving the documents to retry to its front.
 func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool {
 	pending := batch
 	for attempt := 1; len(pending) > 0; attempt++ {

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -253,12 +255,103 @@ func TestDocumentsAsIndexed(t *testing.T) {
 			if ct := r.Header.Get("Content-Type"); ct != "application/x-ndjson" {
 				t.Errorf("Content-Type %q", ct)
 			}
+			if q, _ := url.ParseQuery(r.Query); q.Get("filter_path") != bulkFilterPath || q.Get("pipeline") != "docker" {
+				t.Errorf("query %q", r.Query)
+			}
 		}
 	}
 	if !gzipped {
 		t.Error("elasticsearch-compress sent no gzip body")
 	}
 }
+
+// TestPartialMerge sends a line dockerd split in three pieces between two
+// whole lines: with partial-merge it becomes one document without the
+// partial_* fields, without it three documents with them; a line whose
+// pieces stop coming goes as one piece at the timeout, or at Close.
+func TestPartialMerge(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("0123456789abcdef", 1024) // 16 KiB, as dockerd splits
+	type doc = mergedDoc
+	wholeLong := doc{log: long + long + "end"}
+	tests := []struct {
+		name    string
+		merge   bool
+		timeout time.Duration
+		disk    bool
+		last    bool // the third piece is sent, with Last set
+		// beforeClose is how many documents must arrive before Close
+		// (the timeout's); want is every document, in any order.
+		beforeClose int
+		want        []doc
+	}{
+		{"merged", true, 0, false, true, 3, []doc{{log: "before"}, {log: "after"}, wholeLong}},
+		{"merged, disk buffer", true, 0, true, true, 3, []doc{{log: "before"}, {log: "after"}, wholeLong}},
+		{"not merged", false, 0, false, true, 5, []doc{{log: "before"}, {log: "after"},
+			{long, "1/false"}, {long, "2/false"}, {"end", "3/true"}}},
+		{"unfinished, timeout", true, 50 * time.Millisecond, false, false, 3, []doc{{log: "before"}, {log: "after"}, {long + long, "1/false"}}},
+		{"unfinished, closed", true, time.Hour, false, false, 2, []doc{{log: "before"}, {log: "after"}, {long + long, "1/false"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := estest.NewServer(estest.Options{})
+			defer srv.Close()
+			cfg := fast(srv.URL)
+			cfg.PartialMerge, cfg.Merge.Timeout = tt.merge, tt.timeout
+			if tt.disk {
+				cfg.BufferDir = filepath.Join(t.TempDir(), "buffer")
+			}
+			s := newTestSink(t, cfg, Credentials{}, nil)
+			send := func(line string, p *forward.Partial) {
+				ev := forward.Event{Time: epoch, Source: "stdout", Line: []byte(line), Partial: p}
+				s.Send(&ev)
+				ev.Line[0] = 'X' // Send copied it
+			}
+			send("before", nil)
+			send(long, &forward.Partial{ID: "L", Ordinal: 1})
+			send(long, &forward.Partial{ID: "L", Ordinal: 2})
+			if tt.last {
+				send("end", &forward.Partial{ID: "L", Ordinal: 3, Last: true})
+			}
+			send("after", nil)
+			waitFor(t, fmt.Sprintf("%d documents", tt.beforeClose), func() bool { return srv.Count() >= tt.beforeClose })
+			closeSink(t, s, 10*time.Second)
+
+			got := map[doc]int{}
+			for _, d := range srv.AllDocuments() {
+				f := d.Fields()
+				k := doc{log: f["log"].(string)}
+				if f["partial_message"] != nil {
+					k.partial = fmt.Sprintf("%v/%v", f["partial_ordinal"], f["partial_last"])
+					if f["partial_message"] != "true" || f["partial_id"] != "L" {
+						t.Errorf("piece %s", d.Source)
+					}
+				}
+				got[k]++
+			}
+			want := map[doc]int{}
+			for _, d := range tt.want {
+				want[d]++
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("documents:\n got %v\nwant %v", got, want)
+			}
+			if st := s.Stats(); st.Indexed != uint64(len(tt.want)) || st.Queued != 0 || st.Dropped != 0 {
+				t.Errorf("stats %+v, want %d indexed", st, len(tt.want))
+			}
+		})
+	}
+}
+
+// mergedDoc is a document of TestPartialMerge.
+type mergedDoc struct {
+	log     string
+	partial string // partial_ordinal/partial_last, "" on a whole line
+}
+
+// String shows the length of the log rather than the log.
+func (d mergedDoc) String() string { return fmt.Sprintf("{%d bytes %s}", len(d.log), d.partial) }
 
 func TestMappingErrorsGoToDeadLetterFile(t *testing.T) {
 	t.Parallel()
@@ -366,7 +459,7 @@ func TestBulkLimits(t *testing.T) {
 				total += len(b)
 				size := 0
 				for _, a := range b {
-					size += a.size
+					size += a.size()
 				}
 				if tt.name == "by actions" && len(b) > tt.maxPerBatch {
 					t.Errorf("batch of %d actions", len(b))
@@ -787,8 +880,12 @@ type fakeClient struct {
 }
 
 func (f *fakeClient) Bulk(_ context.Context, actions []action) ([]itemResult, error) {
+	sent := append([]action(nil), actions...)
+	for i := range sent { // the sink reuses the buffer they point into
+		sent[i].line = bytes.Clone(sent[i].line)
+	}
 	f.mu.Lock()
-	f.sent = append(f.sent, append([]action(nil), actions...))
+	f.sent = append(f.sent, sent)
 	f.mu.Unlock()
 	res := make([]itemResult, len(actions))
 	for i := range res {

@@ -9,7 +9,8 @@
 //     also takes application/json), gzip-compressed when Content-Encoding
 //     says gzip. A malformed body fails the whole request with 400.
 //   - The answer is 200 with "errors" and one "items" entry per action, each
-//     with its own "status" and, on failure, "error" {"type","reason"}:
+//     with its own "status" and, on failure, "error" {"type","reason"}
+//     (filtered as the filter_path parameter says, see filterPath):
 //     429 es_rejected_execution_exception for a configurable share of the
 //     documents, 409 version_conflict_engine_exception on create of an _id
 //     that exists, 400 mapper_parsing_exception when a document does not fit
@@ -706,7 +707,71 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 		}
 		panic(http.ErrAbortHandler)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"took": 1, "errors": errorsSeen, "items": results})
+	answer := map[string]any{"took": 1, "errors": errorsSeen, "items": results}
+	writeJSON(w, http.StatusOK, filterPath(answer, r.URL.Query().Get("filter_path")))
+}
+
+// filterPath keeps the parts of an answer that the filter_path parameter
+// selects, as Elasticsearch's response filtering does: comma-separated
+// paths of dot-separated keys, "*" matching any one key, arrays traversed
+// (their elements that keep nothing are left out). Without a filter, v is
+// kept whole; when nothing is selected, the answer is {}. Error answers
+// are never filtered, as in Elasticsearch.
+func filterPath(v any, filter string) any {
+	if filter == "" {
+		return v
+	}
+	var paths [][]string
+	for p := range strings.SplitSeq(filter, ",") {
+		paths = append(paths, strings.Split(strings.TrimSpace(p), "."))
+	}
+	if out := filterValue(v, paths); out != nil {
+		return out
+	}
+	return map[string]any{}
+}
+
+// filterValue keeps what paths select in v, nil for nothing; a path that
+// has no keys left selects v whole.
+func filterValue(v any, paths [][]string) any {
+	for _, p := range paths {
+		if len(p) == 0 {
+			return v
+		}
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, x := range v {
+			var sub [][]string
+			for _, p := range paths {
+				if p[0] == "*" || p[0] == k {
+					sub = append(sub, p[1:])
+				}
+			}
+			if len(sub) > 0 {
+				if y := filterValue(x, sub); y != nil {
+					out[k] = y
+				}
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []map[string]any:
+		var out []any
+		for _, x := range v {
+			if y := filterValue(x, paths); y != nil {
+				out = append(out, y)
+			}
+		}
+		if out == nil {
+			return nil
+		}
+		return out
+	}
+	return nil // a value the paths go past
 }
 
 // parseBulk checks and splits a _bulk body as Elasticsearch does.

@@ -169,6 +169,41 @@ func TestBulkItems(t *testing.T) {
 	}
 }
 
+// TestFilterPath checks the filter_path parameter on _bulk answers, as
+// Elasticsearch filters them: selected fields only, arrays traversed, and
+// elements that keep nothing left out.
+func TestFilterPath(t *testing.T) {
+	t.Parallel()
+	s := NewServer(Options{})
+	defer s.Close()
+	body := strings.Join([]string{
+		`{"create":{"_index":"logs","_id":"a"}}`, `{"n":1}`,
+		`{"create":{"_index":"logs","_id":"a"}}`, `{"n":2}`, // 409
+	}, "\n") + "\n"
+	tests := []struct {
+		filter string
+		want   string
+	}{
+		{"errors,items.*.status,items.*.error",
+			`{"errors":true,"items":[{"create":{"status":201}},{"create":{"error":{"index":"logs","reason":"[a]: version conflict, document already exists (current version [1])","type":"version_conflict_engine_exception"},"status":409}}]}`},
+		{"items.*.error",
+			`{"items":[{"create":{"error":{"index":"logs","reason":"[a]: version conflict, document already exists (current version [1])","type":"version_conflict_engine_exception"}}}]}`},
+		{"took", `{"took":1}`},
+		{"nothing.here", `{}`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.filter, func(t *testing.T) {
+			// Each case on its own index, so that the first create is new.
+			b := strings.ReplaceAll(body, `"logs"`, fmt.Sprintf(`"logs%d"`, i))
+			status, out := post(t, s, "/_bulk?filter_path="+tt.filter, "application/x-ndjson", []byte(b), nil)
+			want := strings.ReplaceAll(tt.want, `"logs"`, fmt.Sprintf(`"logs%d"`, i))
+			if status != 200 || string(out) != want {
+				t.Errorf("status %d, answer\n%s\nwant\n%s", status, out, want)
+			}
+		})
+	}
+}
+
 func TestRejectRate(t *testing.T) {
 	t.Parallel()
 	s := NewServer(Options{RejectRate: 0.3, Seed: 7})
