@@ -152,7 +152,7 @@ printf '{"json":"stays a string","n":1}\n'`,
 
 // TestElasticsearchRetries indexes lines while the server rejects about
 // 30% of the documents with 429 throughout and answers every request 503
-// for a while: every line must still be indexed exactly once.
+// for 10 s: every line must still be indexed exactly once.
 func TestElasticsearchRetries(t *testing.T) {
 	t.Parallel()
 	const burst = 300
@@ -174,8 +174,11 @@ burst %d`, burst, burst, burst),
 
 	esDocs(t, srv, burst, fwdCeiling)
 	srv.SetUnavailable(true)
+	outage := time.Now()
 	gate.signal(t, "outage")
 	fwdWait(t, fwdCeiling, "requests answered 503", func() bool { return srv.Stats().Unavailable >= 3 })
+	// The cluster stays unavailable for 10 s at least.
+	time.Sleep(time.Until(outage.Add(10 * time.Second)))
 	srv.SetUnavailable(false)
 	gate.signal(t, "recovered")
 	c.wait(t)
