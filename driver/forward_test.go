@@ -1,12 +1,14 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch/estest"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
 )
@@ -93,5 +95,25 @@ func TestForwardCopiesToEveryDestination(t *testing.T) {
 		if !seen[fmt.Sprintf("line %d", i)] {
 			t.Fatalf("line %d not indexed", i)
 		}
+	}
+}
+
+// discardSink counts what it is sent and keeps nothing.
+type discardSink struct{ n int }
+
+func (d *discardSink) Send(*forward.Event)         { d.n++ }
+func (d *discardSink) Close(context.Context) error { return nil }
+
+// TestForwardDoesNotAllocate: handing an entry to the destinations costs
+// no allocation (a whole line; a piece's ID is a new string).
+func TestForwardDoesNotAllocate(t *testing.T) {
+	sk := &discardSink{}
+	s := &stream{sinks: []destination{{name: destFluentd, sink: sk}}}
+	e := LogEntry{Source: "stdout", TimeNano: 1, Line: []byte("a line")}
+	if n := testing.AllocsPerRun(1000, func() { s.forward(&e) }); n != 0 {
+		t.Errorf("forward: %v allocations per entry, want 0", n)
+	}
+	if sk.n == 0 {
+		t.Fatal("test bug: the sink got nothing")
 	}
 }

@@ -17,7 +17,8 @@ import (
 // a stream.
 const errorLogInterval = 10 * time.Second
 
-// sink is a destination that events are forwarded to. Send never blocks.
+// sink is a destination that events are forwarded to. Send never blocks,
+// and copies what it keeps of ev: the caller reuses it.
 type sink interface {
 	Send(ev *forward.Event)
 	Close(ctx context.Context) error
@@ -68,6 +69,9 @@ type stream struct {
 
 	dec *Decoder
 	enc rotate.Encoder
+	// ev and partial are what forward hands to the sinks, reused.
+	ev      forward.Event
+	partial forward.Partial
 	// Scratch buffers reused for every entry.
 	line, rec []byte
 
@@ -146,12 +150,15 @@ func (s *stream) forward(e *LogEntry) {
 	if len(s.sinks) == 0 {
 		return
 	}
-	ev := forward.Event{Time: time.Unix(0, e.TimeNano), Source: e.Source, Line: e.Line}
+	// Sinks copy what they keep: one Event per stream serves every entry,
+	// where a local one would escape to the heap through Send.
+	s.ev = forward.Event{Time: time.Unix(0, e.TimeNano), Source: e.Source, Line: e.Line}
 	if e.HasPartialMeta {
-		ev.Partial = &forward.Partial{ID: string(e.PartialID), Ordinal: int(e.PartialOrdinal), Last: e.PartialLast}
+		s.partial = forward.Partial{ID: string(e.PartialID), Ordinal: int(e.PartialOrdinal), Last: e.PartialLast}
+		s.ev.Partial = &s.partial
 	}
 	for _, sk := range s.sinks {
-		sk.Send(&ev)
+		sk.Send(&s.ev)
 	}
 }
 
