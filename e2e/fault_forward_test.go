@@ -356,14 +356,16 @@ chunks %d; touch /sync/finished; await stop`, before/faultChunk, during/faultChu
 		t.Fatalf("test bug: %d events received while the receiver was down, want %d", n, before)
 	}
 
-	// With one server the sink has no health check to tell it the server
-	// is back: it retries on its backoff (fluentd-retry-wait 1s, 1.5 times
-	// longer each time), so after this outage its next attempt comes about
-	// 15 s after the restart.
+	// The sink's health check (every 5 s by default) finds the server
+	// back; the retry backoff alone would take until about 15 s after the
+	// restart after this outage, and up to a minute after longer ones.
 	srv.Start()
 	up := time.Now()
 	srv.WaitEvents(before+1, fwdCeiling)
 	reconnected := time.Since(up)
+	if reconnected > 30*time.Second {
+		t.Errorf("first delivery %v after the receiver came back; the health check should find it within about 5 s", reconnected.Round(time.Second))
+	}
 	evs := srv.WaitEvents(total, fwdCeiling)
 	caughtUp := time.Since(up)
 	rssEnd, peak := pluginMemory(t, pid)

@@ -172,13 +172,13 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		defer close(s.senderDone)
 		s.run(runCtx)
 	}()
-	if len(servers) > 1 {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.healthCheck(runCtx)
-		}()
-	}
+	// Health checks also find a lone server back long before the retry
+	// wait, which grows to a minute during an outage, would.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.healthCheck(runCtx)
+	}()
 	if cfg.PartialMerge {
 		s.merger = forward.NewMerger(forward.MergeConfig{Timeout: cfg.PartialMergeTimeout, MaxSize: cfg.PartialMergeMaxSize})
 		s.wg.Add(1)

@@ -503,6 +503,24 @@ func TestUnreachableAtStart(t *testing.T) {
 	}
 }
 
+// TestSingleServerBackBeforeRetry: a lone server that comes back is used
+// within a health-check interval, not after the retry wait that grew while
+// it was down.
+func TestSingleServerBackBeforeRetry(t *testing.T) {
+	srv := fluentdtest.NewServer(t, fluentdtest.Config{})
+	srv.Stop()
+	cfg := fast(Config{Servers: tcp(srv.Addr()), RetryWait: time.Minute, MaxRetryWait: time.Minute})
+	s := newSink(t, cfg, testContainer)
+	sendLines(s, 0, 10)
+	time.Sleep(200 * time.Millisecond) // the first attempt failed: the next is a minute away
+	srv.Start()
+	back := time.Now()
+	if got := logs(srv.WaitEvents(10, 30*time.Second)); !reflect.DeepEqual(got, wantLines(0, 10)) {
+		t.Fatalf("received %q within 30 s of the server's return (retry wait: a minute)", got)
+	}
+	t.Logf("delivered %v after the server came back", time.Since(back).Round(time.Millisecond))
+}
+
 func TestUnixSocket(t *testing.T) {
 	srv := fluentdtest.NewServer(t, fluentdtest.Config{Network: "unix", Addr: filepath.Join(t.TempDir(), "f.sock")})
 	cfg, _, err := ParseConfig(map[string]string{KeyAddress: srv.URL(), KeyRequestAck: "true"})
