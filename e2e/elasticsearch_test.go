@@ -357,15 +357,7 @@ func TestElasticsearchInvalidOptionsFailRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			stderr, err := dockerRunFails(t, suite.driver, tt.opts)
-			if err == nil {
-				t.Fatalf("docker run --log-opt %q succeeded", tt.opts)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("docker run --log-opt %q: the error does not name %q:\n%s", tt.opts, w, stderr)
-				}
-			}
+			stderr := checkRunRefused(t, tt.opts, tt.want)
 			if tt.mustLack != "" && strings.Contains(stderr, tt.mustLack) {
 				t.Errorf("docker run --log-opt %q: the error shows %q:\n%s", tt.opts, tt.mustLack, stderr)
 			}

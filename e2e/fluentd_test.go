@@ -990,15 +990,7 @@ func TestFluentdInvalidOptionsFailRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			stderr, err := dockerRunFails(t, suite.driver, tt.opts)
-			if err == nil {
-				t.Fatalf("docker run --log-opt %q succeeded", tt.opts)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("docker run --log-opt %q: the error does not name %q:\n%s", tt.opts, w, stderr)
-				}
-			}
+			checkRunRefused(t, tt.opts, tt.want)
 		})
 	}
 }

@@ -44,17 +44,25 @@ func TestInvalidOptionsFailRun(t *testing.T) {
 			if _, err := dockerRunFails(t, "json-file", tt.opts); err == nil {
 				t.Fatalf("test bug: json-file accepts %q", tt.opts)
 			}
-			stderr, err := dockerRunFails(t, suite.driver, tt.opts)
-			if err == nil {
-				t.Fatalf("docker run --log-opt %q succeeded with logferry", tt.opts)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("docker run --log-opt %q: the error does not name %q:\n%s", tt.opts, w, stderr)
-				}
-			}
+			checkRunRefused(t, tt.opts, tt.want)
 		})
 	}
+}
+
+// checkRunRefused checks that docker run with logferry and the log options
+// fails, naming each of want in its error, and returns that error output.
+func checkRunRefused(t *testing.T, opts, want []string) (stderr string) {
+	t.Helper()
+	stderr, err := dockerRunFails(t, suite.driver, opts)
+	if err == nil {
+		t.Fatalf("docker run --log-opt %q succeeded with logferry", opts)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("docker run --log-opt %q: the error does not name %q:\n%s", opts, w, stderr)
+		}
+	}
+	return stderr
 }
 
 // dockerRunFails runs "docker run" with the log options and returns its
