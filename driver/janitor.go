@@ -84,13 +84,20 @@ func (d *Driver) sweep() (replay []string) {
 		}
 		dir := filepath.Join(buffers, id)
 		holds, err := holdsEvents(dir)
+		var expired bool
+		if err == nil && holds && removed(id) {
+			latest, size := dirStat(dir)
+			if age := now.Sub(latest); age > OrphanRetention {
+				expired = true
+				d.log.Warn("dropped the undelivered buffers of a removed container",
+					"container", id[:12], "unchanged_for", age.Round(time.Minute).String(), "bytes", size)
+			}
+		}
 		switch {
 		case err != nil:
 			d.replayLog.Error(id, "tidy buffers", "container", id[:12], "error", err)
 			continue
-		case holds && removed(id) && now.Sub(lastChange(dir)) > OrphanRetention:
-			d.log.Warn("dropped the undelivered buffers of a removed container",
-				"container", id[:12], "unchanged_for", now.Sub(lastChange(dir)).Round(time.Minute).String(), "bytes", dirSize(dir))
+		case expired:
 		case holds:
 			if now.Before(d.nextReplay[id].at) {
 				continue
@@ -140,33 +147,26 @@ func replayBackoff(attempts int) time.Duration {
 	return min(time.Minute<<min(attempts, 6), time.Hour)
 }
 
-// lastChange returns the time of the latest change to a file in dir.
-func lastChange(dir string) time.Time {
-	var latest time.Time
+// dirStat returns the time of the latest change to a file in dir and the
+// bytes of its files.
+func dirStat(dir string) (latest time.Time, size int64) {
 	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
-		if info, err := e.Info(); err == nil && info.ModTime().After(latest) {
+		info, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		if info.ModTime().After(latest) {
 			latest = info.ModTime()
 		}
-		return nil
-	})
-	return latest
-}
-
-// dirSize returns the bytes of the files in dir.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-		if err == nil && !e.IsDir() {
-			if info, err := e.Info(); err == nil {
-				n += info.Size()
-			}
+		if !e.IsDir() {
+			size += info.Size()
 		}
 		return nil
 	})
-	return n
+	return latest, size
 }
 
 // inUse tells whether a stream of container id is open or its destinations
