@@ -102,6 +102,7 @@ func TestForwardCopiesToEveryDestination(t *testing.T) {
 type discardSink struct{ n int }
 
 func (d *discardSink) Send(*forward.Event)         { d.n++ }
+func (d *discardSink) Flush()                      {}
 func (d *discardSink) Close(context.Context) error { return nil }
 
 // TestForwardDoesNotAllocate: handing an entry to the destinations costs

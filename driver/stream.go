@@ -18,9 +18,12 @@ import (
 const errorLogInterval = 10 * time.Second
 
 // sink is a destination that events are forwarded to. Send never blocks,
-// and copies what it keeps of ev: the caller reuses it.
+// and copies what it keeps of ev: the caller reuses it. Flush, called once
+// per read from the FIFO, makes what Send took survive a crash of the
+// process (a disk buffer's write(2)) and frees the memory it waited in.
 type sink interface {
 	Send(ev *forward.Event)
+	Flush()
 	Close(ctx context.Context) error
 }
 
@@ -162,7 +165,11 @@ func (s *stream) forward(e *LogEntry) {
 	}
 }
 
+// flush writes what the destinations and the file buffer hold.
 func (s *stream) flush() {
+	for _, sk := range s.sinks {
+		sk.Flush()
+	}
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
 	err := s.files.w.Flush()

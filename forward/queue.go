@@ -209,6 +209,107 @@ func (q *Queue) Next(ctx context.Context, dst []Item, maxEvents, maxBytes int) (
 	return dst, err
 }
 
+// readChunk is how many events Read takes from the ring at a time.
+const readChunk = 64
+
+// Read waits like Next until the queue holds an event, then passes queued
+// events to fn, oldest first: up to maxEvents of them, and maxBytes by
+// EventSize (but always at least one). fn returns false to leave that
+// event, and those after it, in the queue. It returns how many events fn
+// took; the queue forgets them, and fn may keep their lines. fn is called
+// without the queue's lock held, so that Push never waits for it. Read
+// returns ctx.Err() if ctx ends before an event is there, and
+// ErrQueueClosed once the queue is closed and empty.
+func (q *Queue) Read(ctx context.Context, maxEvents, maxBytes int, fn func(*Item) bool) (int, error) {
+	if maxEvents <= 0 {
+		maxEvents = 1
+	}
+	var chunk [readChunk]Item
+	taken, bytes := 0, 0
+	for taken < maxEvents {
+		n := 0
+		err := q.pop(ctx, min(maxEvents-taken, readChunk), maxBytes-bytes, func(it Item) {
+			chunk[n] = it
+			n++
+		})
+		if err != nil {
+			if taken > 0 {
+				return taken, nil
+			}
+			return 0, err
+		}
+		for i := range n {
+			if !fn(&chunk[i]) {
+				q.unpop(chunk[i:n])
+				return taken, nil
+			}
+			taken++
+			bytes += EventSize(&chunk[i].Event)
+			chunk[i] = Item{}
+		}
+		if bytes >= maxBytes {
+			break
+		}
+		// Later chunks only take what is there.
+		ctx = doneContext
+	}
+	return taken, nil
+}
+
+// doneContext is a context that is already done: pop with it takes what
+// is queued without waiting.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// unpop puts items taken by pop back at the front of the queue, in order,
+// whatever the bounds: they were in it a moment ago.
+func (q *Queue) unpop(items []Item) {
+	if len(items) == 0 {
+		return
+	}
+	q.mu.Lock()
+	if q.n+len(items) > len(q.ring) {
+		q.resizeLocked(max(2*len(q.ring), q.n+len(items), 64))
+	}
+	for i := len(items) - 1; i >= 0; i-- {
+		q.head = (q.head - 1 + len(q.ring)) % len(q.ring)
+		q.ring[q.head] = items[i]
+		q.n++
+		q.bytes += int64(EventSize(&items[i].Event))
+	}
+	q.mu.Unlock()
+	q.wake()
+}
+
+// Wait waits until the queue holds at least minEvents events or minBytes
+// bytes by EventSize (and at least one event), or, once it is closed, any
+// event; it returns ErrQueueClosed once the queue is closed and empty, and
+// ctx.Err() if ctx ends first. It takes nothing: a sink waits with it for
+// a batch to fill before it reads the batch.
+func (q *Queue) Wait(ctx context.Context, minEvents int, minBytes int64) error {
+	for {
+		q.mu.Lock()
+		n, bytes, closed := q.n, q.bytes, q.closed
+		q.mu.Unlock()
+		switch {
+		case n > 0 && (n >= minEvents || bytes >= minBytes || closed):
+			q.wake() // pass the token on to a Read
+			return nil
+		case closed:
+			q.wake()
+			return ErrQueueClosed
+		}
+		select {
+		case <-q.notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Ack does nothing: a Queue forgets events as Pop or Next hands them out.
 // It is there for sinks that acknowledge what a disk buffer handed out.
 func (q *Queue) Ack(from, to uint64) {}

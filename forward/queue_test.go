@@ -306,3 +306,53 @@ func TestQueueItems(t *testing.T) {
 	}
 	q.Ack(0, 1) // nothing to do, never fails
 }
+
+// TestQueueReadAndWait: Read passes events to fn and leaves those fn
+// refuses at the front, in order; Wait waits for enough of them without
+// taking any.
+func TestQueueReadAndWait(t *testing.T) {
+	t.Parallel()
+	q := NewQueue(QueueConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	for i := range 150 {
+		q.Push(ev(strconv.Itoa(i)))
+	}
+	if err := q.Wait(short, 151, 1<<30); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait for more events than queued = %v", err)
+	}
+	if err := q.Wait(ctx, 150, 1<<30); err != nil {
+		t.Errorf("Wait for the events queued = %v", err)
+	}
+	var got []string
+	for len(got) < 150 {
+		k := 0
+		n, err := q.Read(ctx, 1000, 1<<30, func(it *Item) bool {
+			if k == 70 { // across Read's chunks
+				return false
+			}
+			k++
+			got = append(got, string(it.Line))
+			return true
+		})
+		if err != nil || n != k {
+			t.Fatalf("Read = %d, %v; fn took %d", n, err, k)
+		}
+	}
+	var want []string
+	for i := range 150 {
+		want = append(want, strconv.Itoa(i))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("read %v", got)
+	}
+	if n, _ := q.Len(); n != 0 {
+		t.Errorf("%d events left", n)
+	}
+	q.Close()
+	if err := q.Wait(ctx, 1, 1); !errors.Is(err, ErrQueueClosed) {
+		t.Errorf("Wait on a closed, empty queue = %v", err)
+	}
+}

@@ -8,15 +8,28 @@
 // # Flow
 //
 // Append (called by the sink's Send, on the container's FIFO path) encodes
-// the event into a bounded memory buffer (Config.WriteBuffer, 1 MiB) and
-// wakes the queue's goroutine; it never does I/O and does not allocate in
-// steady state. The goroutine swaps that buffer for an empty one and
-// writes it to the current segment with one write(2) per segment touched,
-// so a burst costs one system call, not one per event. Next (the sink's
-// sender) reads entries back from the files, in order, and hands them out
-// with a token; Ack(from, to) acknowledges tokens, in any order. Entries
-// are handed out once per queue; those not acknowledged when the queue is
-// closed are handed out again by the next one.
+// the event into a small memory buffer, from a pool shared by every queue,
+// and returns; it does not allocate in steady state. The entries waiting
+// in memory are written to the current segment, with one write(2) per
+// segment touched, and never an fsync, by whichever comes first: Flush
+// (which the driver calls once per read from the FIFO, so that what it
+// has read survives a kill -9 of the process), an Append that would take
+// them past Config.WriteBuffer (64 KiB), or the queue's goroutine,
+// FlushDelay (20ms) after the first of them. The buffer then goes back to
+// the pool: a queue holds none between writes. The goroutine fsyncs,
+// closes finished segments, deletes acknowledged ones and records the
+// acknowledged position; writers never wait for an fsync.
+//
+// Read (the sink's sender) hands entries back from the files, in order,
+// each with a token, to a callback, through a read window from a pool
+// given back when Read returns; Next is the same for a caller that keeps
+// the entries. Wait lets a sender wait, holding nothing, until a batch
+// worth of entries is on disk. Ack(from, to) acknowledges tokens, in any
+// order. Entries are handed out once per queue; those not acknowledged
+// when the queue is closed are handed out again by the next one. A sender
+// that could not deliver a batch gives its memory back and either takes
+// the entries back (Rewind: handed out again, with the same tokens) or
+// reads them again by token (Reread).
 //
 // # Files
 //
@@ -58,14 +71,15 @@
 //
 // The segment being written is fsynced every SyncInterval (1s) or
 // SyncBytes (4 MiB), whichever comes first, and when it is closed; the
-// directory is fsynced when a segment is created. Never per event.
+// directory is fsynced when a segment is created. Never per event, and
+// never by the writer of an entry.
 //
 //   - Process crash (kill -9, a panic, an OOM kill): everything written
-//     to a segment is in the kernel's page cache and survives; what is
-//     lost is what Append buffered and the goroutine had not written yet,
-//     normally the last few milliseconds, at most WriteBuffer bytes when
-//     the disk is slow or full. Entries delivered after the last ack file
-//     write (up to SyncInterval) are delivered again.
+//     to a segment is in the kernel's page cache and survives: everything
+//     appended before the last Flush. What is lost is what was appended
+//     since and not written yet: at most FlushDelay's worth, or
+//     WriteBuffer bytes when writing fails. Entries delivered after the
+//     last ack file write (up to SyncInterval) are delivered again.
 //   - Power loss or kernel crash: in addition, up to SyncInterval (or
 //     SyncBytes) of entries written but not yet fsynced. The ack file is
 //     not fsynced except at Close, so more may be delivered again.
@@ -82,8 +96,8 @@
 //     (its entries not yet handed out are counted; those in flight may
 //     still be delivered, and are counted at Close if they were not).
 //     Over a shared budget a queue drops only its own segments; with none
-//     left, the new entry. When it is the write buffer that is full (the
-//     disk does not keep up, or is full), the oldest entry waiting in
+//     left, the new entry. When it is the write buffer that is full
+//     (writing fails: the disk is full), the oldest entry waiting in
 //     memory is dropped: that one is newer than those on disk.
 //   - drop-newest: the new entry is dropped.
 //   - block: Append waits until room is made (acknowledged segments are
@@ -111,7 +125,12 @@
 //
 // # Memory
 //
-// Per queue: the write buffer and its spare (2 x WriteBuffer), the read
-// window (64 KiB, more for an entry bigger than that), the lines of the
-// last Next, and 32 bytes per entry handed out and not yet acknowledged.
+// A queue holds no buffer while its entries are on disk: per queue, a few
+// hundred bytes of state, its goroutine, and 24 bytes per entry handed out
+// and not yet acknowledged (in blocks from a shared pool). The write
+// buffer (while entries wait in memory: up to WriteBuffer, and as much
+// again being written while writing fails) and the read window (64 KiB,
+// more for an entry bigger than that, during a read) come from pools
+// shared by every queue, so their memory follows the number of queues
+// writing or reading at one moment, not the number of queues.
 package diskq

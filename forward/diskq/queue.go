@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logferry/logferry/forward"
@@ -22,13 +23,18 @@ var ErrClosed = errors.New("diskq: queue closed")
 
 // Defaults of Config.
 const (
-	DefaultWriteBuffer    = 1 << 20
+	DefaultWriteBuffer    = 64 << 10
+	DefaultFlushDelay     = 20 * time.Millisecond
 	DefaultSyncInterval   = time.Second
 	DefaultSyncBytes      = 4 << 20
 	DefaultRetryInterval  = time.Second
 	DefaultRescanInterval = 10 * time.Second
 	minSegmentSize        = 4 << 10
 	maxSegmentSize        = 8 << 20
+	// maxFileSize bounds the size of a segment file: SegmentSize is
+	// capped at 1 GiB, a segment closes once it passes it, and an entry
+	// is at most MaxRecordSize; so offsets fit in 32 bits.
+	maxFileSize = 1<<32 - 1
 )
 
 // Config configures a Queue. The zero value, with Dir set, means the
@@ -44,12 +50,18 @@ type Config struct {
 	Buffer forward.BufferConfig
 	// SegmentSize is the size past which a segment file is closed and a
 	// new one started, and so the unit that drop-oldest drops; default
-	// Buffer.MaxSize/16, from 4 KiB to 8 MiB.
+	// Buffer.MaxSize/16, from 4 KiB to 8 MiB; at most 1 GiB.
 	SegmentSize int64
 	// WriteBuffer bounds the bytes of entries waiting in memory to be
-	// written (Append never writes itself); default DefaultWriteBuffer
-	// (1 MiB). A single bigger entry is taken when nothing waits.
+	// written: an Append that would pass it writes them first, itself;
+	// while writing fails (a full disk), the overflow policy applies
+	// instead. Default DefaultWriteBuffer (64 KiB). A single bigger entry
+	// is taken when nothing waits.
 	WriteBuffer int
+	// FlushDelay is how long entries appended and not flushed wait before
+	// the queue's goroutine writes them; default DefaultFlushDelay (20ms).
+	// Flush writes them at once.
+	FlushDelay time.Duration
 	// SyncInterval and SyncBytes: the segment being written is fsynced
 	// when SyncInterval has passed or SyncBytes were written since the
 	// last fsync, and when it is closed. Defaults 1s and 4 MiB.
@@ -77,8 +89,12 @@ func (c Config) withDefaults() Config {
 	if c.SegmentSize <= 0 {
 		c.SegmentSize = min(max(c.Buffer.MaxSize/16, minSegmentSize), maxSegmentSize)
 	}
+	c.SegmentSize = min(c.SegmentSize, 1<<30)
 	if c.WriteBuffer <= 0 {
 		c.WriteBuffer = DefaultWriteBuffer
+	}
+	if c.FlushDelay <= 0 {
+		c.FlushDelay = DefaultFlushDelay
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = DefaultSyncInterval
@@ -130,17 +146,17 @@ type generation struct {
 	dir     string
 	lock    io.Closer
 	own     bool
-	maxSeq  uint64 // highest segment number seen or created
-	ackFile File   // opened on the first write of the ack file; I/O goroutine only
+	ackFile File // opened on the first write of the ack file; I/O goroutine only
 
 	// Guarded by Queue.mu.
-	live     int  // segments not deleted
-	ackDirty bool // acknowledgements since the ack file was written
+	maxSeq   uint64 // highest segment number seen or created
+	live     int    // segments not deleted
+	ackDirty bool   // acknowledgements since the ack file was written
 	removed  bool
 }
 
-// segment is one segment file. Its fields are guarded by Queue.mu; the
-// I/O goroutine alone changes size and records.
+// segment is one segment file. Its fields are guarded by Queue.mu; only
+// the writer (holding Queue.wmu) changes size and records.
 type segment struct {
 	gen     *generation
 	seq     uint64
@@ -158,22 +174,30 @@ type segment struct {
 	deleted bool
 }
 
-// handout is an entry handed out by Next, until it is acknowledged.
+// handout is an entry handed out by Read or Next, until it is
+// acknowledged.
 type handout struct {
-	seg   *segment
-	end   int64
-	acked bool
+	seg *segment
+	// start and end are the entry's frame in seg's file: a segment is
+	// far smaller than 4 GiB (SegmentSize is at most 8 MiB, an entry at
+	// most MaxRecordSize).
+	start, end uint32
+	acked      bool
+	// lost is set when the entry's segment was dropped and Reread could
+	// not read it again: counted in dropped once.
+	lost bool
 }
 
 // Queue is a disk-backed FIFO of events for one destination of one
-// container: Append encodes an event into a bounded memory buffer that a
-// goroutine of the queue writes to segment files; Next reads them back in
+// container: Append encodes an event into a small memory buffer, written
+// to segment files by Flush, by an Append that fills it, or by the
+// queue's goroutine after FlushDelay; Read and Next read them back in
 // order, and Ack lets the queue delete them once the destination has them.
 // What is on disk outlives the process: a Queue opened later on the same
 // directory hands it out again. See the package documentation.
 //
-// Append, Ack, Len, Dropped, Stats, CloseWrite and Close are safe for
-// concurrent use; Next calls are serialised.
+// Every method is safe for concurrent use; the reading ones (Read, Next,
+// Wait, Rewind, Reread) are serialised.
 type Queue struct {
 	cfg    Config
 	fs     FS
@@ -194,12 +218,21 @@ type Queue struct {
 	// flushed, synced or recorded).
 	crash bool
 
-	// readMu serialises Next and guards r.
+	// readMu serialises the reading methods and guards r.
 	readMu sync.Mutex
 	r      reader
 
-	// Owned by the I/O goroutine.
-	w writer
+	// wmu serialises writing to segment files and guards w. It is held
+	// during write(2), never during fsync; taken before mu.
+	wmu sync.Mutex
+	w   writer
+
+	// io is the I/O goroutine's own state.
+	io ioState
+
+	// inMem mirrors the bytes of entries in memory (pending + writing),
+	// so that Flush costs next to nothing when there are none.
+	inMem atomic.Int64
 
 	// mu guards every field below, and the fields of segments and
 	// generations that say so. It is never held during I/O.
@@ -213,11 +246,19 @@ type Queue struct {
 	pendingRecs int
 	writing     int64 // bytes of the frames the writer took, not yet written
 	writingRecs int
-	failing     bool  // the last write failed
-	used        int64 // live segments + pending + writing
-	ring        []handout
-	ringHead    int
-	ringBase    uint64 // token of ring[ringHead]
+	failing     bool      // the last write failed
+	retryAt     time.Time // when failing: when writing may be tried again
+	used        int64     // live segments + pending + writing
+	// flushDue is set by the Append that finds nothing waiting in
+	// memory, and cleared when the I/O goroutine's delayed flush runs:
+	// the goroutine is woken once per FlushDelay, not per entry.
+	flushDue bool
+	// wantEvents and wantBytes are what the waiting reader waits for:
+	// a write wakes it only once that much is unread.
+	wantEvents  int
+	wantBytes   int64
+	ring        handouts
+	ringBase    uint64 // token of ring.at(0)
 	nextToken   uint64
 	closedW     bool
 	space       chan struct{} // closed when room is made, for Block
@@ -238,18 +279,19 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	cfg = cfg.withDefaults()
 	q := &Queue{
-		cfg:       cfg,
-		fs:        cfg.FS,
-		log:       cfg.Log,
-		budget:    cfg.Buffer.Budget,
-		kick:      make(chan struct{}, 1),
-		readWake:  make(chan struct{}, 1),
-		ready:     make(chan struct{}),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		known:     map[uint64]bool{},
-		ringBase:  1,
-		nextToken: 1,
+		cfg:        cfg,
+		fs:         cfg.FS,
+		log:        cfg.Log,
+		budget:     cfg.Buffer.Budget,
+		kick:       make(chan struct{}, 1),
+		readWake:   make(chan struct{}, 1),
+		ready:      make(chan struct{}),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		known:      map[uint64]bool{},
+		ringBase:   1,
+		nextToken:  1,
+		wantEvents: 1,
 	}
 	own, err := q.createGeneration()
 	if err != nil {
@@ -341,15 +383,16 @@ func (q *Queue) listGenerations() (ids []uint64, stale []string, err error) {
 }
 
 // Append encodes a copy of ev, with the sink's number seq, into the
-// buffer of entries waiting to be written, and returns at once: it never
-// does I/O. When the entry does not fit (Buffer.MaxSize, the shared
-// Budget, or WriteBuffer while the disk is slow or full), the overflow
-// policy applies: drop-oldest drops the oldest segment on disk, or, when
-// it is memory that is full (the disk does not keep up) or nothing on
-// disk can go, the oldest entry waiting in memory; drop-newest drops ev;
-// block waits for room up to Buffer.BlockTimeout once per stall. It
-// returns how many entries this call dropped, each counted in Dropped. In
-// steady state it does not allocate.
+// buffer of entries waiting in memory, and returns. It writes them itself
+// (one write(2), no fsync) when the buffer would pass WriteBuffer; else
+// Flush, or the queue's goroutine after FlushDelay, does. When the entry
+// does not fit (Buffer.MaxSize, the shared Budget, or WriteBuffer while
+// writing fails), the overflow policy applies: drop-oldest drops the
+// oldest segment on disk, or, when it is memory that is full (writing
+// fails) or nothing on disk can go, the oldest entry waiting in memory;
+// drop-newest drops ev; block waits for room up to Buffer.BlockTimeout
+// once per stall. It returns how many entries this call dropped, each
+// counted in Dropped. In steady state it does not allocate.
 func (q *Queue) Append(ev *forward.Event, seq uint32) (dropped int) {
 	need := frameSize(ev, seq)
 	q.mu.Lock()
@@ -365,25 +408,58 @@ func (q *Queue) Append(ev *forward.Event, seq uint32) (dropped int) {
 		q.mu.Unlock()
 		return dropped + 1
 	}
-	kick := len(q.pending) == q.pstart
+	if q.pending == nil {
+		q.pending = getWriteBuf()
+	}
 	q.pending = appendFrame(q.pending, ev, seq)
 	q.pendingRecs++
 	q.used += int64(need)
+	q.noteMemLocked()
+	kick := !q.flushDue
+	q.flushDue = true
 	q.mu.Unlock()
 	if kick {
-		q.wakeWriter()
+		q.wakeWriter() // to write it after FlushDelay, unless Flush does
 	}
 	return dropped
 }
 
+// Flush writes the entries waiting in memory to the segment file, with
+// write(2) and no fsync, so that they survive a crash of the process
+// (kill -9). It does nothing, at the cost of an atomic load, when none
+// wait, and nothing while writing fails until RetryInterval has passed
+// (the entries then wait in memory, bounded by WriteBuffer). It may wait
+// for another goroutine's write, never for an fsync.
+func (q *Queue) Flush() {
+	if q.inMem.Load() == 0 {
+		return
+	}
+	q.wmu.Lock()
+	q.flushLocked(false)
+	q.wmu.Unlock()
+}
+
+// noteMemLocked updates inMem.
+func (q *Queue) noteMemLocked() {
+	q.inMem.Store(int64(len(q.pending)-q.pstart) + q.writing)
+}
+
 // roomLocked makes room for an entry of need bytes, as the policy says,
 // and reserves it in the budget. ok is false if the entry must be
-// dropped; n is how many other entries were dropped for it.
+// dropped; n is how many other entries were dropped for it. It may
+// release q.mu to write what waits in memory, or to wait for room.
 func (q *Queue) roomLocked(need int) (ok bool, n int) {
 	var deadline time.Time
 	for {
 		waiting := len(q.pending) - q.pstart
 		memFull := waiting > 0 && waiting+need > q.cfg.WriteBuffer
+		if memFull && (!q.failing || !time.Now().Before(q.retryAt)) && !q.closedW {
+			// Writing works: write what waits, then look again.
+			q.mu.Unlock()
+			q.Flush()
+			q.mu.Lock()
+			continue
+		}
 		// Room for the headers of the segments that what waits may
 		// start: every segment closed for size holds SegmentSize bytes.
 		headers := headerSize * (1 + (q.writing+int64(waiting+need))/q.cfg.SegmentSize)
@@ -465,10 +541,11 @@ func (q *Queue) dropPendingLocked() int {
 		q.pending, q.pstart = q.pending[:0], 0
 	} else if q.pstart >= q.cfg.WriteBuffer/4 {
 		// Keep len(pending) near WriteBuffer, so that its capacity is
-		// kept, not regrown, at the next swap.
+		// kept, not regrown.
 		q.pending = q.pending[:copy(q.pending, q.pending[q.pstart:])]
 		q.pstart = 0
 	}
+	q.noteMemLocked()
 	return 1
 }
 
@@ -499,79 +576,111 @@ func (q *Queue) dropSegmentLocked(n *int) bool {
 	return false
 }
 
-// Next waits until an entry can be read and then hands out up to
-// maxEvents of them (at most maxBytes by forward.EventSize, but always at
-// least one), oldest first, appended to dst. Each item has a Token for
-// Ack; its Line is valid until the next call to Next. Entries stay in the
-// queue, and are handed out again by a queue opened after this one is
-// closed, until they are acknowledged. Next returns ctx.Err() if ctx ends
-// first, and forward.ErrQueueClosed once CloseWrite was called and
-// everything was handed out, or after Close.
+// Read waits until an entry can be read and then passes entries to fn,
+// oldest first: up to maxEvents of them, and maxBytes by
+// forward.EventSize (but always at least one). Each item has a Token for
+// Ack; the item and its Line are valid only during the call to fn, which
+// copies what it keeps. fn returns false to leave that entry, and those
+// after it, for the next Read: the first entry of a Read cannot be left.
+// It returns how many entries fn took. Entries stay in the queue, and are
+// handed out again by a queue opened after this one is closed, until they
+// are acknowledged. The only memory Read uses is a read window from a
+// pool shared by every queue, given back before it returns. Read returns
+// ctx.Err() if ctx ends before an entry can be read, and
+// forward.ErrQueueClosed once CloseWrite was called and everything was
+// handed out, or after Close.
+func (q *Queue) Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error) {
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	return q.readLocked(ctx, maxEvents, maxBytes, fn)
+}
+
+// Next is Read for a caller that keeps the entries: it appends them to
+// dst, their lines copied into a buffer of the queue that stays valid
+// until the next call to Next.
 func (q *Queue) Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error) {
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	r := &q.r
+	r.arena = r.arena[:0]
+	_, err := q.readLocked(ctx, maxEvents, maxBytes, func(it *forward.Item) bool {
+		start := len(r.arena)
+		r.arena = append(r.arena, it.Line...)
+		cp := *it
+		cp.Line = r.arena[start:len(r.arena):len(r.arena)]
+		dst = append(dst, cp)
+		return true
+	})
+	return dst, err
+}
+
+func (q *Queue) readLocked(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error) {
 	if maxEvents <= 0 {
 		maxEvents = 1
 	}
-	q.readMu.Lock()
-	defer q.readMu.Unlock()
-	select {
-	case <-q.ready:
-	default:
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return dst, ctx.Err()
-		case <-q.stop:
-			return dst, forward.ErrQueueClosed
-		}
+	if err := q.waitReady(ctx); err != nil {
+		return 0, err
 	}
 	r := &q.r
-	r.arena = r.arena[:0]
-	base := len(dst)
+	defer r.putWindow()
+	total, totalBytes := 0, 0
 	for {
 		select {
 		case <-q.stop:
-			return dst, forward.ErrQueueClosed
+			return total, forward.ErrQueueClosed
 		default:
 		}
 		q.mu.Lock()
 		seg := q.readableLocked()
 		if seg == nil {
 			drained := q.closedW && q.drainedLocked()
+			q.wantEvents, q.wantBytes = 1, 1
 			q.mu.Unlock()
+			if total > 0 {
+				return total, nil
+			}
 			if drained {
 				r.release()
-				return dst, forward.ErrQueueClosed
+				return 0, forward.ErrQueueClosed
 			}
 			if err := q.waitRead(ctx); err != nil {
-				return dst, err
+				return 0, err
 			}
 			continue
 		}
-		limit, sealed, pos := seg.size, seg.sealed, seg.rpos
+		limit, sealed, pos, token := seg.size, seg.sealed, seg.rpos, q.nextToken
 		q.mu.Unlock()
 
 		var err error
+		var n, bytes int
+		pass := min(maxEvents-total, readPass)
 		r.skips = 0
+		r.starts, r.ends = r.starts[:0], r.ends[:0]
 		if pos < limit {
 			if err = r.open(q.fs, seg); err == nil {
-				dst, pos, err = r.read(dst, pos, limit, maxEvents, maxBytes)
+				n, pos, bytes, err = r.read(pos, limit, pass, maxBytes-totalBytes, total > 0, token, fn)
 			}
 		}
-		n := len(dst) - base
+		total += n
+		totalBytes += bytes
 
 		q.mu.Lock()
 		q.corrupt += uint64(r.skips)
+		for i := range n {
+			q.ring.push(handout{seg: seg, start: uint32(r.starts[i]), end: uint32(r.ends[i])})
+		}
+		q.nextToken += uint64(n)
+		seg.handed += n
 		if seg.dropped || seg.deleted {
-			dst = dst[:base] // counted when the segment was dropped
+			// Dropped while it was read: these entries were counted as
+			// dropped, yet fn has them now; they are in flight.
+			q.dropped -= uint64(min(n, int(q.dropped)))
 			q.mu.Unlock()
+			if total > 0 {
+				return total, nil
+			}
 			continue
 		}
-		for i := base; i < len(dst); i++ {
-			dst[i].Token = q.nextToken
-			q.nextToken++
-			q.ring = append(q.ring, handout{seg: seg, end: r.ends[i-base]})
-		}
-		seg.handed += n
 		seg.rpos = pos
 		if err != nil {
 			// The file cannot be read (it vanished, or an I/O error):
@@ -594,10 +703,175 @@ func (q *Queue) Next(ctx context.Context, dst []forward.Item, maxEvents, maxByte
 		if err != nil {
 			q.log.Error("disk buffer: cannot read a segment, skipping it", "segment", seg.path, "error", err)
 		}
-		if n > 0 {
-			return dst, nil
+		// A full pass: more may be there, in this segment or the next.
+		if r.refused || total >= maxEvents || (total > 0 && n < pass) {
+			return total, nil
 		}
 	}
+}
+
+// readPass bounds the entries read between two updates of the queue's
+// state, and so the offsets the reader notes meanwhile.
+const readPass = 256
+
+// waitReady waits until the first adoption of what earlier queues left
+// is done, so that it is handed out first.
+func (q *Queue) waitReady(ctx context.Context) error {
+	select {
+	case <-q.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-q.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.stop:
+		return forward.ErrQueueClosed
+	}
+}
+
+// Wait waits until at least minEvents entries or minBytes bytes of them
+// are written and not handed out yet (and at least one entry is), or,
+// once CloseWrite was called, any entry is; it returns ctx.Err() if ctx
+// ends first, and forward.ErrQueueClosed once CloseWrite was called and
+// everything was handed out, or after Close. It reads nothing: a sink
+// waits with it for a batch to fill on disk, not in memory.
+func (q *Queue) Wait(ctx context.Context, minEvents int, minBytes int64) error {
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	if err := q.waitReady(ctx); err != nil {
+		return err
+	}
+	minEvents, minBytes = max(minEvents, 1), max(minBytes, 1)
+	for {
+		select {
+		case <-q.stop:
+			return forward.ErrQueueClosed
+		default:
+		}
+		q.mu.Lock()
+		events, bytes := q.unreadLocked()
+		switch {
+		case events > 0 && (events >= minEvents || bytes >= minBytes || q.closedW):
+			q.wantEvents, q.wantBytes = 1, 1
+			q.mu.Unlock()
+			return nil
+		case q.closedW && q.drainedLocked():
+			q.mu.Unlock()
+			return forward.ErrQueueClosed
+		}
+		q.wantEvents, q.wantBytes = minEvents, minBytes
+		q.mu.Unlock()
+		if err := q.waitRead(ctx); err != nil {
+			q.mu.Lock()
+			q.wantEvents, q.wantBytes = 1, 1
+			q.mu.Unlock()
+			return err
+		}
+	}
+}
+
+// unreadLocked returns the entries written and not handed out yet, and
+// their bytes (frames, corrupt regions included).
+func (q *Queue) unreadLocked() (events int, bytes int64) {
+	for _, s := range q.segs {
+		if s.done || s.dropped || s.deleted {
+			continue
+		}
+		events += max(s.records-s.handed, 0)
+		bytes += s.size - s.rpos
+	}
+	return events, bytes
+}
+
+// Rewind takes back the entries handed out with tokens from and later:
+// they are handed out again by the next reads, in order and with the same
+// tokens, as if they had never been. A sink that could not deliver a
+// batch rewinds it and reads it again for its next attempt, instead of
+// keeping it in memory meanwhile. Entries of a segment dropped since
+// cannot be read again: they are lost, and counted in Dropped.
+func (q *Queue) Rewind(from uint64) {
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	from = max(from, q.ringBase)
+	if from >= q.nextToken {
+		return
+	}
+	first := int(from - q.ringBase)
+	for i := q.ring.len() - 1; i >= first; i-- {
+		h := q.ring.at(i)
+		s := h.seg
+		if s.dropped || s.deleted {
+			if !h.lost && !h.acked {
+				q.dropped++
+			}
+			continue
+		}
+		s.handed--
+		s.rpos = min(s.rpos, int64(h.start))
+		s.done = false
+	}
+	q.ring.truncate(first)
+	q.nextToken = from
+}
+
+// Reread passes the entries handed out with tokens in [from, to), and not
+// acknowledged yet, to fn again, in order, with their tokens, as Read did
+// (the item is valid only during the call): a sink that gave back the
+// memory of a batch it could not deliver reads it again with Reread for
+// the next attempt. Entries of a segment dropped since are lost: skipped,
+// and counted in Dropped (once). It returns how many entries fn got.
+func (q *Queue) Reread(from, to uint64, fn func(*forward.Item)) (int, error) {
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	r := &q.r
+	defer r.putWindow()
+	spans := r.spans[:0]
+	q.mu.Lock()
+	from, to = max(from, q.ringBase), min(to, q.nextToken)
+	for t := from; t < to; t++ {
+		h := q.ring.at(int(t - q.ringBase))
+		switch {
+		case h.acked || h.lost:
+		case h.seg.dropped || h.seg.deleted:
+			h.lost = true
+			q.dropped++
+		default:
+			spans = append(spans, span{seg: h.seg, start: int64(h.start), end: int64(h.end), limit: h.seg.size, token: t})
+		}
+	}
+	q.mu.Unlock()
+	defer func() {
+		clear(spans)
+		r.spans = spans[:0]
+		if cap(spans) > 4096 {
+			r.spans = nil
+		}
+	}()
+	n := 0
+	for _, sp := range spans {
+		if err := r.open(q.fs, sp.seg); err != nil {
+			return n, err
+		}
+		r.src.limit = sp.limit
+		payload, _, _, err := nextFrame(&r.src, sp.start, sp.end)
+		if err != nil {
+			return n, err
+		}
+		it := &r.item
+		*it = forward.Item{}
+		if payload == nil || decodePayload(payload, it) != nil {
+			continue // it read back intact before: the file was damaged since
+		}
+		it.Token = sp.token
+		fn(it)
+		n++
+	}
+	return n, nil
 }
 
 // readableLocked returns the first segment the reader has something to do
@@ -639,6 +913,13 @@ func (q *Queue) wakeReader() {
 	}
 }
 
+// wakeReaderIfDueLocked wakes the reader if what it waits for is there.
+func (q *Queue) wakeReaderIfDueLocked() {
+	if events, bytes := q.unreadLocked(); events >= q.wantEvents || bytes >= q.wantBytes {
+		q.wakeReader()
+	}
+}
+
 func (q *Queue) wakeWriter() {
 	select {
 	case q.kick <- struct{}{}:
@@ -659,26 +940,19 @@ func (q *Queue) Ack(from, to uint64) {
 	from = max(from, q.ringBase)
 	to = min(to, q.nextToken)
 	for t := from; t < to; t++ {
-		q.ring[q.ringHead+int(t-q.ringBase)].acked = true
+		q.ring.at(int(t - q.ringBase)).acked = true
 	}
 	wake := false
-	for q.ringHead < len(q.ring) && q.ring[q.ringHead].acked {
-		h := q.ring[q.ringHead]
+	for q.ring.len() > 0 && q.ring.at(0).acked {
+		h := q.ring.at(0)
 		if s := h.seg; !s.dropped && !s.deleted {
 			s.acked++
-			s.commit = max(s.commit, h.end)
+			s.commit = max(s.commit, int64(h.end))
 			s.gen.ackDirty = true
 			wake = wake || (s.done && s.acked >= s.handed)
 		}
-		q.ring[q.ringHead] = handout{}
-		q.ringHead++
+		q.ring.popFront()
 		q.ringBase++
-	}
-	if q.ringHead == len(q.ring) {
-		q.ring, q.ringHead = q.ring[:0], 0
-	} else if q.ringHead > 1024 && q.ringHead > len(q.ring)/2 {
-		q.ring = q.ring[:copy(q.ring, q.ring[q.ringHead:])]
-		q.ringHead = 0
 	}
 	if wake {
 		q.wakeWriter()

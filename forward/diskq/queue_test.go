@@ -41,6 +41,7 @@ func fastConfig(dir string) Config {
 	return Config{
 		Dir:            dir,
 		SegmentSize:    1024,
+		FlushDelay:     time.Millisecond,
 		SyncInterval:   10 * time.Millisecond,
 		RetryInterval:  10 * time.Millisecond,
 		RescanInterval: 20 * time.Millisecond,

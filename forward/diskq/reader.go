@@ -10,14 +10,27 @@ import (
 // readChunk is how much the reader reads from a segment file at a time.
 const readChunk = 64 << 10
 
-// reader is Next's state, guarded by Queue.readMu.
+// reader is the state of the reading methods, guarded by Queue.readMu.
 type reader struct {
-	seg   *segment
-	f     File
-	src   fileSource
-	arena []byte  // the lines handed out by the last Next
-	ends  []int64 // end offset of each entry read by the last read
-	skips int     // corrupt regions passed over by the last read
+	seg     *segment
+	f       File
+	src     fileSource
+	arena   []byte  // the lines handed out by the last Next
+	starts  []int64 // start and end offsets of each entry taken by the last read
+	ends    []int64
+	skips   int  // corrupt regions passed over by the last read
+	refused bool // the last read stopped at an entry fn left
+	spans   []span
+	// item is the entry passed to fn: one for every entry, so that
+	// passing it does not allocate.
+	item forward.Item
+}
+
+// span is an entry to read again, for Reread.
+type span struct {
+	seg               *segment
+	start, end, limit int64
+	token             uint64
 }
 
 // open makes seg the segment read, opening its file.
@@ -31,7 +44,8 @@ func (r *reader) open(fsys FS, seg *segment) error {
 		return err
 	}
 	r.seg, r.f = seg, f
-	r.src.f, r.src.buf, r.src.off = f, r.src.buf[:0], 0
+	r.src.f, r.src.off = f, 0
+	r.src.buf = r.src.buf[:0]
 	return nil
 }
 
@@ -41,19 +55,26 @@ func (r *reader) release() {
 		r.f.Close()
 	}
 	r.seg, r.f, r.src.f = nil, nil, nil
-	if cap(r.src.buf) > 4*readChunk {
-		r.src.buf = nil // a big entry passed: do not keep its memory
-	} else {
-		r.src.buf = r.src.buf[:0]
-	}
+	r.src.buf = r.src.buf[:0]
 }
 
-// read appends the intact entries of the open segment from pos (up to
-// maxEvents, and maxBytes by forward.EventSize but at least one) to dst,
-// copying their lines into the arena, and returns the offset reached.
-func (r *reader) read(dst []forward.Item, pos, limit int64, maxEvents, maxBytes int) ([]forward.Item, int64, error) {
-	r.ends = r.ends[:0]
+// putWindow gives the read window back to the pool, once a reading method
+// is done: a queue holds no read buffer between reads.
+func (r *reader) putWindow() {
+	putReadBuf(r.src.buf)
+	r.src.buf, r.src.off = nil, 0
+	r.item = forward.Item{}
+
+}
+
+// read passes the intact entries of the open segment from pos to fn (up
+// to maxEvents, and maxBytes by forward.EventSize but at least one unless
+// some were taken already), the first with Token token, and returns how
+// many fn took, the offset reached and their bytes. It notes the offsets
+// of the entries taken in starts and ends.
+func (r *reader) read(pos, limit int64, maxEvents, maxBytes int, taken bool, token uint64, fn func(*forward.Item) bool) (int, int64, int, error) {
 	r.src.limit = limit
+	r.refused = false
 	n, bytes := 0, 0
 	for n < maxEvents {
 		payload, end, skipped, err := nextFrame(&r.src, pos, limit)
@@ -61,34 +82,41 @@ func (r *reader) read(dst []forward.Item, pos, limit int64, maxEvents, maxBytes 
 			r.skips++
 		}
 		if err != nil {
-			return dst, pos, err
+			return n, pos, bytes, err
 		}
 		if payload == nil {
-			return dst, limit, nil
+			return n, limit, bytes, nil
 		}
-		var it forward.Item
-		if err := decodePayload(payload, &it); err != nil {
+		start := end - int64(frameHeaderSize+len(payload))
+		it := &r.item
+		*it = forward.Item{}
+		if err := decodePayload(payload, it); err != nil {
 			r.skips++ // intact, yet not an entry this version can read
 			pos = end
 			continue
 		}
 		size := forward.EventSize(&it.Event)
-		if n > 0 && bytes+size > maxBytes {
-			return dst, end - int64(frameHeaderSize+len(payload)), nil
+		if (n > 0 || taken) && bytes+size > maxBytes {
+			r.refused = true // full: as if fn had left it
+			return n, start, bytes, nil
 		}
-		start := len(r.arena)
-		r.arena = append(r.arena, it.Line...)
-		it.Line = r.arena[start:len(r.arena):len(r.arena)]
-		dst = append(dst, it)
+		it.Token = token + uint64(n)
+		if !fn(it) {
+			r.refused = true
+			return n, start, bytes, nil
+		}
+		r.starts = append(r.starts, start)
 		r.ends = append(r.ends, end)
 		pos = end
 		bytes += size
 		n++
 	}
-	return dst, pos, nil
+	r.item = forward.Item{}
+	return n, pos, bytes, nil
 }
 
-// fileSource is a source over a segment file, read in chunks.
+// fileSource is a source over a segment file, read in chunks into a
+// window from the pool.
 type fileSource struct {
 	f     File
 	buf   []byte
@@ -106,8 +134,12 @@ func (s *fileSource) window(off int64, n int) ([]byte, error) {
 	if size < int64(n) {
 		return nil, io.ErrUnexpectedEOF
 	}
+	if s.buf == nil {
+		s.buf = getReadBuf()
+	}
 	if int64(cap(s.buf)) < size {
-		s.buf = make([]byte, size)
+		putReadBuf(s.buf)
+		s.buf = make([]byte, size) // a big entry: not kept after this read
 	}
 	b := s.buf[:size]
 	got, err := s.f.ReadAt(b, off)

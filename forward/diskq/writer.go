@@ -15,17 +15,37 @@ import (
 	"github.com/logferry/logferry/forward"
 )
 
-// writer is the state of the I/O goroutine, which alone touches it.
+// writer is the state of writing to segment files, guarded by Queue.wmu:
+// whoever writes (Append, Flush, the I/O goroutine) holds it.
 type writer struct {
-	wbuf        []byte // frames taken from pending, written from wpos
-	wpos        int
-	f           File     // file of seg, open for appending
-	seg         *segment // segment being written
-	dirty       int64    // bytes written to f since its last fsync
+	wbuf  []byte // frames taken from pending, written from wpos
+	wpos  int
+	f     File     // file of seg, open for appending
+	seg   *segment // segment being written
+	dirty int64    // bytes written to f since its last fsync
+	// retired are files no longer written (sealed, or dropped), for the
+	// I/O goroutine to fsync and close: a writer never waits for fsync.
+	retired []retiredFile
+	// dirSync is set when a segment was created: the I/O goroutine
+	// fsyncs the directory, so that the file survives a power loss.
+	dirSync bool
+	closed  bool // Close wrote what it could: no more writes
+}
+
+type retiredFile struct {
+	f     File
+	seg   *segment
+	dirty bool
+}
+
+// ioState is the I/O goroutine's own state.
+type ioState struct {
 	lastSync    time.Time
 	lastPersist time.Time // when the ack files were last written
-	retryAt     time.Time // zero unless the last write failed
 	retry       *time.Timer
+	retryArmed  time.Time // the retryAt the retry timer is set for
+	flush       *time.Timer
+	flushArmed  bool
 	known       map[uint64]bool // generations owned or adopted
 }
 
@@ -39,14 +59,18 @@ type loaded struct {
 }
 
 // run is the I/O goroutine: it adopts what earlier queues left, writes
-// what Append buffers, fsyncs, deletes acknowledged segments and records
-// the acknowledged position, until Close.
+// what Append left in memory for FlushDelay (and retries after a failed
+// write), fsyncs, closes retired files, deletes acknowledged segments and
+// records the acknowledged position, until Close.
 func (q *Queue) run() {
 	defer close(q.done)
-	q.w.known = map[uint64]bool{q.own.id: true}
-	q.w.lastSync, q.w.lastPersist = time.Now(), time.Now()
-	q.w.retry = time.NewTimer(time.Hour)
-	q.w.retry.Stop()
+	io := &q.io
+	io.known = map[uint64]bool{q.own.id: true}
+	io.lastSync, io.lastPersist = time.Now(), time.Now()
+	io.retry = time.NewTimer(time.Hour)
+	io.retry.Stop()
+	io.flush = time.NewTimer(time.Hour)
+	io.flush.Stop()
 	tick := time.NewTicker(q.cfg.SyncInterval)
 	defer tick.Stop()
 	rescan := time.NewTicker(q.cfg.RescanInterval)
@@ -57,8 +81,8 @@ func (q *Queue) run() {
 	var helper sync.WaitGroup
 	found := make(chan []loaded, 1)
 	scan := func() {
-		known := make(map[uint64]bool, len(q.w.known))
-		for id := range q.w.known {
+		known := make(map[uint64]bool, len(io.known))
+		for id := range io.known {
 			known[id] = true
 		}
 		helper.Go(func() { found <- q.loadAll(known) })
@@ -85,7 +109,15 @@ func (q *Queue) run() {
 			}
 		case <-q.kick:
 		case <-tick.C:
-		case <-q.w.retry.C:
+		case <-io.retry.C:
+			io.retryArmed = time.Time{}
+			q.Flush()
+		case <-io.flush.C:
+			io.flushArmed = false
+			q.mu.Lock()
+			q.flushDue = false
+			q.mu.Unlock()
+			q.Flush()
 		case <-q.stop:
 			helper.Wait()
 			select {
@@ -105,15 +137,39 @@ func (q *Queue) run() {
 			q.finish()
 			return
 		}
-		q.flush(false)
+		q.armTimers()
+		q.closeRetired()
 		q.housekeep(false)
 	}
 }
 
-// flush writes the frames waiting in memory. After a failure it waits
-// RetryInterval before trying again, unless final.
-func (q *Queue) flush(final bool) {
-	if !final && !q.w.retryAt.IsZero() && time.Now().Before(q.w.retryAt) {
+// armTimers sets the delayed flush when entries wait in memory, and the
+// retry after a failed write.
+func (q *Queue) armTimers() {
+	io := &q.io
+	q.mu.Lock()
+	due, failing, retryAt := q.flushDue, q.failing, q.retryAt
+	q.mu.Unlock()
+	if due && !io.flushArmed {
+		io.flush.Reset(q.cfg.FlushDelay)
+		io.flushArmed = true
+	}
+	if failing && !retryAt.Equal(io.retryArmed) {
+		io.retry.Reset(max(time.Until(retryAt), 0))
+		io.retryArmed = retryAt
+	}
+}
+
+// flushLocked writes the frames waiting in memory; q.wmu is held. After a
+// failure it does nothing until RetryInterval has passed, unless final.
+func (q *Queue) flushLocked(final bool) {
+	if q.w.closed {
+		return
+	}
+	q.mu.Lock()
+	failing, retryAt := q.failing, q.retryAt
+	q.mu.Unlock()
+	if failing && !final && time.Now().Before(retryAt) {
 		return
 	}
 	for q.w.wpos < len(q.w.wbuf) || q.takePending() {
@@ -122,54 +178,54 @@ func (q *Queue) flush(final bool) {
 			q.writeErrors++
 			was := q.failing
 			q.failing = true
+			q.retryAt = time.Now().Add(q.cfg.RetryInterval)
 			q.mu.Unlock()
 			if !was {
 				q.log.Error("disk buffer: cannot write; entries wait in memory, and are dropped once that is full, until writing works again",
 					"dir", q.own.dir, "error", err)
 			}
-			q.w.retryAt = time.Now().Add(q.cfg.RetryInterval)
-			q.w.retry.Reset(q.cfg.RetryInterval)
+			q.wakeWriter() // to retry
 			return
 		}
 	}
-	q.w.retryAt = time.Time{}
-	q.mu.Lock()
-	was := q.failing
-	q.failing = false
-	q.mu.Unlock()
-	if was {
+	putWriteBuf(q.w.wbuf)
+	q.w.wbuf, q.w.wpos = nil, 0
+	if failing {
+		q.mu.Lock()
+		q.failing, q.retryAt = false, time.Time{}
+		q.mu.Unlock()
 		q.log.Info("disk buffer: writing works again", "dir", q.own.dir)
 	}
 	if q.w.dirty >= q.cfg.SyncBytes {
-		q.syncActive()
+		q.wakeWriter() // to fsync
 	}
 }
 
-// takePending swaps the frames waiting in memory with the writer's empty
-// buffer; false when none wait.
+// takePending moves the frames waiting in memory to the writer, whose
+// buffer is all written, and gives that buffer back to the pool; false
+// when none wait.
 func (q *Queue) takePending() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	spare := q.w.wbuf[:0]
-	if cap(spare) > 4*q.cfg.WriteBuffer {
-		spare = nil // a big entry passed: do not keep its memory
-	}
-	q.w.wbuf, q.w.wpos = spare, 0
+	putWriteBuf(q.w.wbuf)
+	q.w.wbuf, q.w.wpos = nil, 0
 	q.writing, q.writingRecs = 0, 0
 	if len(q.pending) == q.pstart {
+		q.noteMemLocked()
 		return false
 	}
 	q.w.wbuf, q.w.wpos = q.pending, q.pstart
-	q.pending, q.pstart = spare, 0
+	q.pending, q.pstart = nil, 0
 	q.writing, q.writingRecs = int64(len(q.w.wbuf)-q.w.wpos), q.pendingRecs
 	q.pendingRecs = 0
+	q.noteMemLocked()
 	q.roomMadeLocked() // room in memory
 	return true
 }
 
 // writeSome writes frames from wbuf to the active segment with one write:
 // as many as fit in the segment (at least one). A failed write is undone,
-// so that the segment stays a sequence of intact frames.
+// so that the segment stays a sequence of intact frames. q.wmu is held.
 func (q *Queue) writeSome() error {
 	seg, err := q.activeSegment()
 	if err != nil {
@@ -201,16 +257,17 @@ func (q *Queue) writeSome() error {
 	seg.records += k
 	q.writing -= int64(n)
 	q.writingRecs -= k
+	q.noteMemLocked()
 	if seg.dropped { // dropped while being written
 		q.dropped += uint64(k)
 		q.used -= int64(n)
 		q.budget.Release(int64(n))
 		q.roomMadeLocked()
 	}
+	q.wakeReaderIfDueLocked()
 	q.mu.Unlock()
 	q.w.wpos = end
 	q.w.dirty += int64(n)
-	q.wakeReader()
 	if seg.size >= q.cfg.SegmentSize {
 		q.sealActive()
 	}
@@ -218,7 +275,7 @@ func (q *Queue) writeSome() error {
 }
 
 // activeSegment returns the segment to write to, creating one when there
-// is none (or it was sealed or dropped).
+// is none (or it was sealed or dropped). q.wmu is held.
 func (q *Queue) activeSegment() (*segment, error) {
 	q.mu.Lock()
 	cur := q.active
@@ -226,10 +283,12 @@ func (q *Queue) activeSegment() (*segment, error) {
 	if cur != nil && cur == q.w.seg && q.w.f != nil {
 		return cur, nil
 	}
-	q.closeWriteFile()
+	q.retireFile()
 	own := q.own
+	q.mu.Lock()
 	own.maxSeq++
 	seq := own.maxSeq
+	q.mu.Unlock()
 	path := filepath.Join(own.dir, segName(seq))
 	f, err := q.fs.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, filePerm)
 	if err != nil {
@@ -242,7 +301,8 @@ func (q *Queue) activeSegment() (*segment, error) {
 		_ = q.fs.Remove(path)
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	q.syncDir(own.dir) // so that the file survives a power loss
+	q.w.dirSync = true
+	q.wakeWriter()
 	seg := &segment{gen: own, seq: seq, path: path, size: headerSize, start: headerSize, rpos: headerSize, commit: headerSize}
 	q.mu.Lock()
 	q.segs = append(q.segs, seg)
@@ -255,11 +315,11 @@ func (q *Queue) activeSegment() (*segment, error) {
 	return seg, nil
 }
 
-// sealActive fsyncs and closes the segment being written: the next write
-// starts a new one.
+// sealActive ends writing to the current segment: the next write starts
+// a new one; the I/O goroutine fsyncs and closes its file. q.wmu is held.
 func (q *Queue) sealActive() {
 	seg := q.w.seg
-	q.closeWriteFile()
+	q.retireFile()
 	if seg == nil {
 		return
 	}
@@ -272,32 +332,68 @@ func (q *Queue) sealActive() {
 	q.wakeReader()
 }
 
-func (q *Queue) closeWriteFile() {
+// retireFile hands the file being written to the I/O goroutine. q.wmu is
+// held.
+func (q *Queue) retireFile() {
 	if q.w.f == nil {
 		return
 	}
-	q.syncActive()
-	q.w.f.Close()
-	q.w.f, q.w.seg = nil, nil
+	q.w.retired = append(q.w.retired, retiredFile{f: q.w.f, seg: q.w.seg, dirty: q.w.dirty > 0})
+	q.w.f, q.w.seg, q.w.dirty = nil, nil, 0
+	q.wakeWriter()
 }
 
-// syncActive fsyncs the segment being written if it has unsynced bytes.
-func (q *Queue) syncActive() {
-	if q.w.f != nil && q.w.dirty > 0 {
+// closeRetired fsyncs (unless dropped) and closes the files no longer
+// written, and fsyncs the directory after a segment was created. I/O
+// goroutine only.
+func (q *Queue) closeRetired() {
+	q.wmu.Lock()
+	retired, dirSync := q.w.retired, q.w.dirSync
+	q.w.retired, q.w.dirSync = nil, false
+	q.wmu.Unlock()
+	for _, r := range retired {
 		q.mu.Lock()
-		dropped := q.w.seg.dropped
+		dropped := r.seg.dropped
 		q.mu.Unlock()
-		if !dropped {
-			if err := q.w.f.Sync(); err != nil {
+		if r.dirty && !dropped {
+			if err := r.f.Sync(); err != nil {
 				q.mu.Lock()
 				q.writeErrors++
 				q.mu.Unlock()
-				q.log.Error("disk buffer: fsync failed", "segment", q.w.seg.path, "error", err)
+				q.log.Error("disk buffer: fsync failed", "segment", r.seg.path, "error", err)
 			}
 		}
+		r.f.Close()
 	}
+	if dirSync {
+		q.syncDir(q.own.dir)
+	}
+}
+
+// syncActive fsyncs the segment being written if it has unsynced bytes,
+// without holding q.wmu during the fsync. I/O goroutine only: it alone
+// closes files, so the file stays open meanwhile.
+func (q *Queue) syncActive() {
+	q.wmu.Lock()
+	f, seg, dirty := q.w.f, q.w.seg, q.w.dirty
 	q.w.dirty = 0
-	q.w.lastSync = time.Now()
+	q.wmu.Unlock()
+	q.io.lastSync = time.Now()
+	if f == nil || dirty == 0 {
+		return
+	}
+	q.mu.Lock()
+	dropped := seg.dropped
+	q.mu.Unlock()
+	if dropped {
+		return
+	}
+	if err := f.Sync(); err != nil {
+		q.mu.Lock()
+		q.writeErrors++
+		q.mu.Unlock()
+		q.log.Error("disk buffer: fsync failed", "segment", seg.path, "error", err)
+	}
 }
 
 func (q *Queue) syncDir(dir string) {
@@ -317,10 +413,13 @@ func (q *Queue) syncDir(dir string) {
 // and removes adopted generations left empty.
 func (q *Queue) housekeep(final bool) {
 	now := time.Now()
-	if q.w.dirty > 0 && now.Sub(q.w.lastSync) >= q.cfg.SyncInterval {
+	q.wmu.Lock()
+	dirty := q.w.dirty
+	q.wmu.Unlock()
+	if dirty >= q.cfg.SyncBytes || dirty > 0 && now.Sub(q.io.lastSync) >= q.cfg.SyncInterval {
 		q.syncActive()
 	}
-	persist := final || now.Sub(q.w.lastPersist) >= q.cfg.SyncInterval
+	persist := final || now.Sub(q.io.lastPersist) >= q.cfg.SyncInterval
 
 	type ackPos struct {
 		g   *generation
@@ -375,11 +474,17 @@ func (q *Queue) housekeep(final bool) {
 	}
 	q.mu.Unlock()
 
-	for _, s := range del {
-		if s == q.w.seg {
-			q.w.f.Close()
-			q.w.f, q.w.seg, q.w.dirty = nil, nil, 0
+	if len(del) > 0 {
+		q.wmu.Lock()
+		for _, s := range del {
+			if s == q.w.seg {
+				q.w.f.Close()
+				q.w.f, q.w.seg, q.w.dirty = nil, nil, 0
+			}
 		}
+		q.wmu.Unlock()
+	}
+	for _, s := range del {
 		if err := q.fs.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			q.log.Error("disk buffer: cannot delete a segment", "segment", s.path, "error", err)
 		}
@@ -388,7 +493,7 @@ func (q *Queue) housekeep(final bool) {
 		q.writeAck(a.g, a.seq, a.off, final)
 	}
 	if persist {
-		q.w.lastPersist = now
+		q.io.lastPersist = now
 	}
 	for _, g := range empty {
 		q.removeGeneration(g)
@@ -534,6 +639,7 @@ func (q *Queue) load(id uint64) (loaded, error) {
 			l.entries += seg.records
 		}
 	}
+	putReadBuf(src.buf)
 	slices.SortFunc(l.segs, func(a, b *segment) int { return cmpUint(a.seq, b.seq) })
 	return l, nil
 }
@@ -579,6 +685,10 @@ func (q *Queue) scanSegment(f File, src *fileSource, g *generation, seq uint64, 
 	}
 	size := info.Size()
 	corrupt := 0
+	if size > maxFileSize {
+		size = maxFileSize // not written by a queue: past that, corrupt
+		corrupt++
+	}
 	var h [headerSize]byte
 	if size < headerSize {
 		if size > 0 {
@@ -621,7 +731,7 @@ func (q *Queue) scanSegment(f File, src *fileSource, g *generation, seq uint64, 
 // deadline.
 func (q *Queue) publish(gens []loaded, initial bool) {
 	for _, l := range gens {
-		q.w.known[l.g.id] = true
+		q.io.known[l.g.id] = true
 	}
 	q.mu.Lock()
 	if q.closedW && !initial {
@@ -664,9 +774,15 @@ func (q *Queue) publish(gens []loaded, initial bool) {
 
 // die releases what the kernel would release if the process died.
 func (q *Queue) die() {
+	q.wmu.Lock()
 	if q.w.f != nil {
 		q.w.f.Close()
 	}
+	for _, r := range q.w.retired {
+		r.f.Close()
+	}
+	q.w.f, q.w.retired, q.w.closed = nil, nil, true
+	q.wmu.Unlock()
 	q.mu.Lock()
 	gens := slices.Clone(q.gens)
 	q.mu.Unlock()
@@ -680,7 +796,8 @@ func (q *Queue) die() {
 
 // finish is the I/O goroutine's last act, for Close.
 func (q *Queue) finish() {
-	q.flush(true)
+	q.wmu.Lock()
+	q.flushLocked(true)
 	q.mu.Lock()
 	lost := q.pendingRecs + q.writingRecs
 	if lost > 0 {
@@ -689,11 +806,17 @@ func (q *Queue) finish() {
 		q.used -= b
 		q.budget.Release(b)
 	}
+	putWriteBuf(q.pending)
 	q.pending, q.pstart, q.pendingRecs = nil, 0, 0
 	q.writing, q.writingRecs = 0, 0
+	q.noteMemLocked()
 	q.mu.Unlock()
+	putWriteBuf(q.w.wbuf)
 	q.w.wbuf, q.w.wpos = nil, 0
 	q.sealActive()
+	q.w.closed = true
+	q.wmu.Unlock()
+	q.closeRetired()
 	q.housekeep(true)
 
 	q.mu.Lock()
@@ -717,8 +840,8 @@ func (q *Queue) finish() {
 	q.mu.Lock()
 	// Entries handed out from a segment dropped since, and never
 	// acknowledged, are lost now: count them.
-	for _, h := range q.ring[q.ringHead:] {
-		if !h.acked && h.seg.dropped {
+	for i := range q.ring.len() {
+		if h := q.ring.at(i); !h.acked && !h.lost && h.seg.dropped {
 			q.dropped++
 		}
 	}

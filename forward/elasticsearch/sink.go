@@ -242,8 +242,10 @@ func (s *Sink) start() {
 }
 
 // Send queues a copy of ev, numbered among the events of its nanosecond
-// (part of its _id). It never waits for the network or the disk (a disk
-// buffer's writes are made by its own goroutine). When the buffer is full,
+// (part of its _id). It never waits for the network. With a disk buffer
+// the event waits in a small memory buffer that Flush (or the buffer
+// itself, after a few milliseconds, or once it fills) writes to the
+// buffer's file; see diskq.Queue.Append. When the buffer is full,
 // buffer-full applies: the oldest events are dropped (the default), or ev,
 // or Send waits for room for at most the block timeout; drops are
 // counted. After Close, ev itself is dropped. With partial-merge, the
@@ -285,6 +287,17 @@ func (s *Sink) enqueue(ev *forward.Event) {
 			}
 			s.limit.Error("queue", msg, "dropped", s.queue.Dropped())
 		}
+	}
+}
+
+// Flush makes the events Sent so far survive a crash of the process
+// (kill -9): with a disk buffer it writes those still in memory to the
+// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
+// waits for the network. Without a disk buffer it does nothing; pieces of
+// a line held for partial-merge wait for the rest of their line.
+func (s *Sink) Flush() {
+	if s.disk != nil {
+		s.disk.Flush()
 	}
 }
 

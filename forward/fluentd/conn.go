@@ -167,6 +167,11 @@ func (s *Sink) deliver(ctx context.Context, l *link, b *batch) error {
 		s.fail(l)
 		return fmt.Errorf("write to %q: %w", srv, err)
 	}
+	if s.disk != nil {
+		// Written: should the acknowledgement not come, the batch is
+		// read from disk again, so its memory can go now.
+		b.release(s.batches)
+	}
 	if !s.cfg.RequestAck {
 		for i := range b.acked {
 			if !b.acked[i] {

@@ -53,6 +53,10 @@
 //     fluentd-batch-size bytes, sent when full or fluentd-flush-interval
 //     after their first event; fluentd-mode=message sends one request per
 //     event as Docker does. Fluentd produces the same events from any mode.
+//     The memory requests are built in is shared by every sink of the
+//     plugin (forward.Batches): a request holds at most an eighth of it
+//     (256 KiB by default), and smaller ones are sent while many
+//     containers send at once.
 //   - Time: by default times are EventTime (nanoseconds). Docker's default
 //     is whole seconds; fluentd-sub-second-precision=false asks for them.
 //   - Acknowledgements: with fluentd-request-ack=true every request carries
@@ -77,16 +81,27 @@
 // # Delivery
 //
 // One goroutine per Sink sends; with several servers a second one checks
-// their health. A batch stays in memory, byte for byte, until it is written
-// (or acknowledged), so reconnecting or failing over never loses it.
+// their health. A batch fills where its events wait (on disk, or in the
+// memory queue); only then is it encoded, into a buffer from the shared
+// batch memory, and written.
 //
 // With a disk buffer (Config.BufferDir, package diskq) every event is
-// written to disk by the buffer's own goroutine (Send never waits for the
-// disk) and removed only once its batch is written (without
-// fluentd-request-ack) or acknowledged (with it). What is left when Close's
-// deadline passes, or when the plugin is killed, stays on disk and is sent
-// first by the next Sink created on the same directory: at least once,
-// Fluentd may see events of the last unacknowledged batches twice.
+// written to the buffer's file by Flush (which the driver calls after
+// each read from the container's FIFO), by Send once the buffer's small
+// memory buffer fills, or by the buffer's goroutine a few milliseconds
+// later; Send never waits for the network. An event is removed only once
+// its batch is written (without fluentd-request-ack) or acknowledged
+// (with it). A batch's memory is given back as soon as it is written:
+// should it fail, it is taken back by the buffer (diskq.Queue.Rewind)
+// and read from disk again for the next attempt, so a Fluentd that is
+// down costs no memory, whatever is waiting. What is left when Close's
+// deadline passes, or when the plugin is killed, stays on disk and is
+// sent first by the next Sink created on the same directory: at least
+// once, Fluentd may see events of the last unacknowledged batches twice.
+//
+// Without a disk buffer a batch stays in memory, byte for byte, until it
+// is written (or acknowledged), so reconnecting or failing over never
+// loses it.
 //
 // What is lost is counted in Stats.Dropped: events the full buffer
 // dropped, batches out of retries, and, without a disk buffer, what is

@@ -1,11 +1,14 @@
 package fluentd
 
 import (
-	"bytes"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/tinylib/msgp/msgp"
 
@@ -14,18 +17,22 @@ import (
 
 // batch is a set of events encoded as requests; it is kept, unchanged,
 // until every request is delivered, so that a resend is byte-identical and
-// carries the same chunk IDs.
+// carries the same chunk IDs. With a disk buffer its memory is given back
+// once its requests are written (reqs are then nil): a failed batch is
+// taken back and read from disk again rather than kept.
 type batch struct {
 	events   int
-	reqs     [][]byte // encoded requests, slices of buf
+	reqs     [][]byte // encoded requests, slices of buf.B
 	chunks   []string // chunk ID of each request, "" without acks
 	counts   []int    // events in each request
 	acked    []bool   // which requests are acknowledged (or written, without acks)
 	attempts int      // failed delivery attempts so far
-	buf      []byte
+	buf      *forward.Buffer
 	// ackFrom and ackTo are the buffer tokens of the batch's events, to
-	// acknowledge once it is delivered (0, 0 for a memory queue).
+	// acknowledge once it is delivered (0, 0 for a memory queue); toks is
+	// the token of the event of each request, in the message mode.
 	ackFrom, ackTo uint64
+	toks           []uint64
 }
 
 // size returns the encoded size of the requests still to be delivered.
@@ -50,8 +57,33 @@ func (b *batch) pendingEvents() int {
 	return n
 }
 
-// encoder turns events into entries and entries into a batch of requests.
-// It is used by one goroutine at a time.
+// release gives the batch's buffer back to m; its requests can no longer
+// be written.
+func (b *batch) release(m *forward.Batches) {
+	if b.buf == nil {
+		return
+	}
+	m.Put(b.buf)
+	b.buf = nil
+	clear(b.reqs)
+}
+
+// reset empties b for the next batch, keeping its slices unless they grew
+// big (the message mode has one entry per event).
+func (b *batch) reset() {
+	keep := func(n int) bool { return n <= 1024 }
+	*b = batch{
+		reqs: b.reqs[:0], chunks: b.chunks[:0], counts: b.counts[:0], acked: b.acked[:0], toks: b.toks[:0],
+	}
+	clear(b.reqs[:cap(b.reqs)])
+	clear(b.chunks[:cap(b.chunks)])
+	if !keep(cap(b.reqs)) {
+		b.reqs, b.chunks, b.counts, b.acked, b.toks = nil, nil, nil, nil, nil
+	}
+}
+
+// encoder turns events into the requests of a batch, written straight
+// into the batch's buffer. It is used by one goroutine at a time.
 type encoder struct {
 	tag        string
 	mode       Mode
@@ -61,12 +93,18 @@ type encoder struct {
 	jsonFields bool
 	layout     *layout
 
-	entries []byte // the entries of the batch being built, back to back
-	starts  []int  // offset of each entry in entries
 	rec     record
-	fwd     []byte // the Forward mode's entries array
-	zbuf    bytes.Buffer
+	seed    [16]byte // for chunk IDs derived from buffer tokens
+	entry   []byte   // the entry of the event being added, [time, record]
+	prefix  []byte   // scratch for a request's head
+	buf     *forward.Buffer
+	reserve int      // bytes kept free at the start of buf for the head
+	raw     int      // bytes of the entries added (before compression)
+	n       int      // events added
+	ends    []int    // the message mode: end of each request in buf
+	chunks  []string // the message mode: chunk of each request
 	zw      *gzip.Writer
+	zout    appender
 }
 
 func newEncoder(cfg Config, c forward.Container) *encoder {
@@ -75,7 +113,7 @@ func newEncoder(cfg Config, c forward.Container) *encoder {
 		// Docker's default tag, {{.ID}}.
 		tag = c.ID[:min(12, len(c.ID))]
 	}
-	return &encoder{
+	e := &encoder{
 		tag:        tag,
 		mode:       cfg.Mode,
 		gzip:       cfg.Gzip,
@@ -84,134 +122,217 @@ func newEncoder(cfg Config, c forward.Container) *encoder {
 		jsonFields: cfg.JSONFields,
 		layout:     newLayout(c),
 	}
+	if e.mode != ModeMessage {
+		// The request's array header, the tag and a 5-byte bin or array
+		// header, written once the entries are there.
+		e.reserve = 1 + msgp.StringPrefixSize + len(tag) + 5
+	}
+	_, _ = rand.Read(e.seed[:]) // crypto/rand.Read never fails
+	return e
 }
 
-// add appends the entry of ev to the batch being built.
-func (e *encoder) add(ev *forward.Event) error {
+// chunkID returns the chunk option of a request of the events with
+// buffer tokens [from, to): derived from them, so that a batch read again
+// from the disk buffer for another attempt is sent with the same chunk
+// as before, as a batch kept in memory is; random without tokens (a
+// memory queue). Either way base64 of 128 bits, as the specification
+// asks.
+func (e *encoder) chunkID(from, to uint64) string {
+	if to == 0 {
+		return newChunkID()
+	}
+	var b [32]byte
+	copy(b[:16], e.seed[:])
+	binary.BigEndian.PutUint64(b[16:], from)
+	binary.BigEndian.PutUint64(b[24:], to)
+	sum := sha256.Sum256(b[:])
+	return base64.StdEncoding.EncodeToString(sum[:16])
+}
+
+// overhead is what a request adds to its entries, at most: the head and
+// the option map.
+func (e *encoder) overhead() int {
+	return e.reserve + 64
+}
+
+// begin starts a batch in buf, which it owns until finish or reset.
+func (e *encoder) begin(buf *forward.Buffer) {
+	e.buf = buf
+	e.buf.B = append(e.buf.B[:0], make([]byte, e.reserve)...)
+	e.raw, e.n = 0, 0
+	e.ends, e.chunks = e.ends[:0], e.chunks[:0]
+	if e.gzip {
+		e.zout.b = &e.buf.B
+		e.zw = getGzipWriter(&e.zout)
+	}
+}
+
+// prepare encodes the entry of ev, to be added by commit; it returns its
+// size, which counts against the batch.
+func (e *encoder) prepare(ev *forward.Event) (int, error) {
 	e.rec.set(e.layout, ev, e.jsonFields)
-	start := len(e.entries)
 	ent := entry{Time: eventTime{t: ev.Time, seconds: e.seconds}, Record: &e.rec}
-	b, err := ent.MarshalMsg(e.entries)
+	b, err := ent.MarshalMsg(e.entry[:0])
 	if err != nil && e.rec.fields != nil {
 		// Not expected, but a line is better sent as text than lost.
 		e.rec.fields = nil
-		b, err = ent.MarshalMsg(e.entries[:start])
+		b, err = ent.MarshalMsg(e.entry[:0])
 	}
+	e.entry = b
 	if err != nil {
-		e.entries = e.entries[:start]
-		return fmt.Errorf("encode event: %w", err)
+		return 0, fmt.Errorf("encode event: %w", err)
 	}
-	e.entries = b
-	e.starts = append(e.starts, start)
+	return len(b), nil
+}
+
+// commit adds the entry prepare encoded to the batch; tok is the event's
+// buffer token (0 from a memory queue).
+func (e *encoder) commit(tok uint64) error {
+	if e.buf == nil {
+		e.begin(&forward.Buffer{})
+	}
+	switch {
+	case e.mode == ModeMessage:
+		// [tag, time, record, option]: the entry without its array header.
+		b := append(e.buf.B, 0x94)
+		b = msgp.AppendString(b, e.tag)
+		b = append(b, e.entry[1:]...)
+		opt := options{}
+		if e.ack {
+			opt.Chunk = e.chunkID(tok, tok+min(tok, 1))
+		}
+		b, _ = opt.MarshalMsg(b)
+		e.buf.B = b
+		e.ends = append(e.ends, len(b))
+		e.chunks = append(e.chunks, opt.Chunk)
+	case e.gzip:
+		if _, err := e.zw.Write(e.entry); err != nil {
+			return fmt.Errorf("gzip: %w", err)
+		}
+	default:
+		e.buf.B = append(e.buf.B, e.entry...)
+	}
+	e.raw += len(e.entry)
+	e.n++
+	if cap(e.entry) > 64<<10 {
+		e.entry = nil // a big line passed: do not keep its memory
+	}
 	return nil
+}
+
+// add encodes ev and adds it to the batch.
+func (e *encoder) add(ev *forward.Event) error {
+	if _, err := e.prepare(ev); err != nil {
+		return err
+	}
+	return e.commit(0)
 }
 
 // size returns the encoded size of the entries added so far.
-func (e *encoder) size() int { return len(e.entries) }
+func (e *encoder) size() int { return e.raw }
 
 // count returns the number of entries added so far.
-func (e *encoder) count() int { return len(e.starts) }
+func (e *encoder) count() int { return e.n }
 
-// finish encodes the entries added since the last finish into requests,
-// reusing b's memory, and starts a new batch.
-func (e *encoder) finish(b *batch) error {
-	buf := b.buf[:0]
-	*b = batch{events: len(e.starts), reqs: b.reqs[:0], chunks: b.chunks[:0], counts: b.counts[:0], acked: b.acked[:0]}
-	var ends []int
-	var err error
-	add := func(count int, marshal func([]byte, options) ([]byte, error)) {
-		if err != nil {
-			return
-		}
-		opt := options{}
-		if e.mode != ModeMessage {
-			opt.Size = count
-		}
-		if e.ack {
-			opt.Chunk = newChunkID()
-		}
-		if e.gzip {
-			opt.Compressed = "gzip"
-		}
-		buf, err = marshal(buf, opt)
-		ends = append(ends, len(buf))
-		b.chunks = append(b.chunks, opt.Chunk)
+// finish turns the entries added since begin into the requests of b,
+// which takes the buffer, and makes the encoder ready for the next batch.
+// from and to are the buffer tokens of the events (0, 0 from a memory
+// queue).
+func (e *encoder) finish(b *batch, from, to uint64) error {
+	b.reset()
+	b.events = e.n
+	if e.buf == nil {
+		e.begin(&forward.Buffer{})
+	}
+	buf := e.buf
+	e.buf = nil
+	b.buf = buf
+	add := func(req []byte, chunk string, count int) {
+		b.reqs = append(b.reqs, req)
+		b.chunks = append(b.chunks, chunk)
 		b.counts = append(b.counts, count)
 		b.acked = append(b.acked, false)
 	}
-	switch e.mode {
-	case ModeMessage:
-		for i, start := range e.starts {
-			end := len(e.entries)
-			if i+1 < len(e.starts) {
-				end = e.starts[i+1]
-			}
-			ent := e.entries[start+1 : end] // without the array header
-			rest, serr := msgp.Skip(ent)
-			if serr != nil {
-				return fmt.Errorf("split entry: %w", serr)
-			}
-			timeEnd := len(ent) - len(rest)
-			add(1, func(dst []byte, opt options) ([]byte, error) {
-				m := messageRequest{Tag: e.tag, Time: ent[:timeEnd], Record: ent[timeEnd:], Option: opt}
-				return m.MarshalMsg(dst)
-			})
+	if e.mode == ModeMessage {
+		start := 0
+		for i, end := range e.ends {
+			add(buf.B[start:end:end], e.chunks[i], 1)
+			start = end
 		}
-	case ModeForward:
-		raw := msgp.AppendArrayHeader(e.fwd[:0], uint32(len(e.starts)))
-		raw = append(raw, e.entries...)
-		e.fwd = raw
-		add(len(e.starts), func(dst []byte, opt options) ([]byte, error) {
-			f := forwardRequest{Tag: e.tag, Entries: raw, Option: opt}
-			return f.MarshalMsg(dst)
-		})
-	default:
-		entries := e.entries
-		if e.gzip {
-			if entries, err = e.compress(entries); err != nil {
-				return err
-			}
-		}
-		add(len(e.starts), func(dst []byte, opt options) ([]byte, error) {
-			p := packedRequest{Tag: e.tag, Entries: entries, Option: opt}
-			return p.MarshalMsg(dst)
-		})
+		return nil
 	}
-	if err != nil {
+	if e.gzip {
+		err := e.zw.Close()
+		putGzipWriter(e.zw)
+		e.zw = nil
+		if err != nil {
+			return fmt.Errorf("gzip: %w", err)
+		}
+	}
+	body := len(buf.B) - e.reserve
+	p := msgp.AppendArrayHeader(e.prefix[:0], 3)
+	p = msgp.AppendString(p, e.tag)
+	if e.mode == ModeForward {
+		p = msgp.AppendArrayHeader(p, uint32(e.n))
+	} else {
+		p = msgp.AppendBytesHeader(p, uint32(body))
+	}
+	e.prefix = p
+	start := e.reserve - len(p)
+	copy(buf.B[start:], p)
+	opt := options{Size: e.n}
+	if e.ack {
+		opt.Chunk = e.chunkID(from, to)
+	}
+	if e.gzip {
+		opt.Compressed = "gzip"
+	}
+	var err error
+	if buf.B, err = opt.MarshalMsg(buf.B); err != nil {
 		return fmt.Errorf("encode request: %w", err)
 	}
-	start := 0
-	for _, end := range ends {
-		b.reqs = append(b.reqs, buf[start:end:end])
-		start = end
-	}
-	b.buf = buf
-	e.reset()
+	add(buf.B[start:len(buf.B):len(buf.B)], opt.Chunk, e.n)
 	return nil
 }
 
-// reset forgets the entries added since the last finish.
-func (e *encoder) reset() {
-	e.entries = e.entries[:0]
-	e.starts = e.starts[:0]
+// reset forgets the entries added since begin and returns the buffer.
+func (e *encoder) reset() *forward.Buffer {
+	if e.zw != nil {
+		putGzipWriter(e.zw)
+		e.zw = nil
+	}
+	buf := e.buf
+	e.buf = nil
+	e.raw, e.n = 0, 0
+	return buf
 }
 
-func (e *encoder) compress(p []byte) ([]byte, error) {
-	e.zbuf.Reset()
-	if e.zw == nil {
-		// Speed over ratio: a logging plugin shares the host with the
-		// workload, and log lines compress well at any level.
-		e.zw, _ = gzip.NewWriterLevel(&e.zbuf, gzip.BestSpeed)
-	} else {
-		e.zw.Reset(&e.zbuf)
+// appender is an io.Writer appending to a byte slice.
+type appender struct{ b *[]byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	*a.b = append(*a.b, p...)
+	return len(p), nil
+}
+
+// gzipWriters are shared by every sink: a compressor holds hundreds of
+// KiB, and only the sinks encoding at the moment need one.
+var gzipWriters sync.Pool
+
+func getGzipWriter(w io.Writer) *gzip.Writer {
+	if zw, ok := gzipWriters.Get().(*gzip.Writer); ok {
+		zw.Reset(w)
+		return zw
 	}
-	if _, err := e.zw.Write(p); err != nil {
-		return nil, fmt.Errorf("gzip: %w", err)
-	}
-	if err := e.zw.Close(); err != nil {
-		return nil, fmt.Errorf("gzip: %w", err)
-	}
-	return e.zbuf.Bytes(), nil
+	// Speed over ratio: a logging plugin shares the host with the
+	// workload, and log lines compress well at any level.
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	return zw
+}
+
+func putGzipWriter(zw *gzip.Writer) {
+	zw.Reset(io.Discard) // let go of the batch's buffer
+	gzipWriters.Put(zw)
 }
 
 // newChunkID returns a chunk option value: base64 of 128 random bits, as

@@ -236,6 +236,9 @@ type Config struct {
 	// overflow policy (Full, also for the memory queue); ParseConfig
 	// fills it from buffer-max-size and buffer-full.
 	Buffer forward.BufferConfig
+	// Batches hands out the buffers batches are built in, bounding their
+	// memory across sinks; default forward.DefaultBatches.
+	Batches *forward.Batches
 	// RetryWait is the first wait after a failed attempt; each further
 	// consecutive failure waits 1.5 times longer, up to MaxRetryWait.
 	// Defaults DefaultRetryWait (1s) and DefaultMaxRetryWait (1m).

@@ -21,6 +21,15 @@ var ErrClosed = errors.New("fluentd: sink closed")
 // maxBatchEvents caps the events of one batch, whatever their size.
 const maxBatchEvents = 1 << 16
 
+// readEvents is how many events the sender reads from its buffer at a
+// time while it builds a batch.
+const readEvents = 256
+
+// encodedPerStored is about how much bigger an event is encoded for
+// Fluentd (with the container's fields) than in the buffer: a batch is
+// taken to be full once the buffer holds the batch size over this.
+const encodedPerStored = 2
+
 // Stats are a Sink's counters since New.
 type Stats struct {
 	// Emitted counts events delivered: acknowledged by Fluentd with
@@ -60,18 +69,27 @@ type Stats struct {
 //
 // All methods are safe for concurrent use.
 type Sink struct {
-	cfg  Config
-	log  *forward.RateLog
-	q    buffer         // mem or disk
-	mem  *forward.Queue // nil with a disk buffer
-	disk *diskq.Queue   // nil without
-	// items, tokFrom and tokTo are the sender's: the items of the last
-	// Next, and the tokens of the events of the batch being built.
-	items          []forward.Item
+	cfg     Config
+	log     *forward.RateLog
+	q       buffer         // mem or disk
+	mem     *forward.Queue // nil with a disk buffer
+	disk    *diskq.Queue   // nil without
+	batches *forward.Batches
+	// tokFrom and tokTo are the sender's: the tokens of the events of the
+	// batch being built.
 	tokFrom, tokTo uint64
-	merger         *forward.Merger // nil without partial-merge
-	enc            *encoder        // used by the sender goroutine only
-	servers        []*server
+	// behind is set when the last batch stopped at its size while more
+	// events waited: the next one is built at once.
+	behind bool
+	// retryTo, when not 0, ends the batch being built again after a
+	// failed attempt: its events are the same (and so its requests, chunk
+	// IDs included) as the batch taken back. rereadFrom and rereadTo,
+	// when not 0, are the tokens of a batch to read again by token.
+	retryTo              uint64
+	rereadFrom, rereadTo uint64
+	merger               *forward.Merger // nil without partial-merge
+	enc                  *encoder        // used by the sender goroutine only
+	servers              []*server
 
 	closed atomic.Bool
 	// active is the index in servers of the connected server, -1 for none.
@@ -99,7 +117,8 @@ type Sink struct {
 // forward.Queue in memory, or a diskq.Queue, whose events stay until
 // acknowledged.
 type buffer interface {
-	Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error)
+	Wait(ctx context.Context, minEvents int, minBytes int64) error
+	Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error)
 	Ack(from, to uint64)
 	Len() (events int, bytes int64)
 	Dropped() uint64
@@ -140,6 +159,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		cfg:        cfg,
 		log:        forward.NewRateLog(log, 30*time.Second),
 		enc:        newEncoder(cfg, c),
+		batches:    cfg.Batches,
 		servers:    servers,
 		wake:       make(chan struct{}, 1),
 		senderDone: make(chan struct{}),
@@ -161,6 +181,9 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 			Full: cfg.Buffer.Full, BlockTimeout: cfg.Buffer.BlockTimeout,
 		})
 		s.q = s.mem
+	}
+	if s.batches == nil {
+		s.batches = forward.DefaultBatches
 	}
 	s.active.Store(-1)
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -193,9 +216,11 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	return s, nil
 }
 
-// Send queues a copy of ev for Fluentd and returns at once: it never waits
-// for the network or the disk (a disk buffer's writes are made by its own
-// goroutine). When the buffer is full, buffer-full applies: the oldest
+// Send queues a copy of ev for Fluentd and returns: it never waits for
+// the network. With a disk buffer the event waits in a small memory
+// buffer that Flush (or the buffer itself, after a few milliseconds, or
+// once it fills) writes to the buffer's file; see diskq.Queue.Append.
+// When the buffer is full, buffer-full applies: the oldest
 // events are dropped (the default), or ev, or Send waits for room for at
 // most the block timeout; drops are counted. After Close, ev is dropped.
 func (s *Sink) Send(ev *forward.Event) {
@@ -218,6 +243,19 @@ func (s *Sink) Send(ev *forward.Event) {
 		out.Partial = &p
 	}
 	s.push(out)
+}
+
+// Flush makes the events Sent so far survive a crash of the process
+// (kill -9): with a disk buffer it writes those still in memory to the
+// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
+// waits for the network, and costs an atomic load when nothing waits.
+// Without a disk buffer it does nothing. Pieces of a line held for
+// partial-merge are not written until their line is complete or times
+// out.
+func (s *Sink) Flush() {
+	if s.disk != nil {
+		s.disk.Flush()
+	}
 }
 
 // push queues an event the Sink owns.
@@ -341,29 +379,43 @@ func (s *Sink) expireMerges(ctx context.Context) {
 			return
 		case <-t.C:
 			s.merger.Expire(s.push)
+			s.Flush()
 		}
 	}
 }
 
 // run is the sender: it builds a batch, delivers it, and retries with
-// backoff until it is delivered or out of retries. It returns when the
-// queue is closed and empty, or when ctx is cancelled.
+// backoff until it is delivered or out of retries. With a disk buffer, a
+// batch that failed is taken back (diskq.Queue.Rewind) and built again
+// from disk for the next attempt, so that a destination that is down
+// costs no memory. It returns when the queue is closed and empty, or when
+// ctx is cancelled.
 func (s *Sink) run(ctx context.Context) {
 	var l link
 	defer s.disconnect(&l)
 	b := &batch{}
+	defer func() { b.release(s.batches) }()
 	have := false
 	fails := 0
+	// The first token and attempts of the batch last taken back: the
+	// attempts go on when the next batch starts with the same event.
+	var retryFrom uint64
+	retryAttempts := 0
 	for {
 		if !have {
 			if err := s.fill(ctx, b); err != nil {
 				return
 			}
 			have = true
+			if retryAttempts > 0 && b.ackFrom == retryFrom {
+				b.attempts = retryAttempts
+			}
+			retryAttempts = 0
 		}
 		err := s.deliver(ctx, &l, b)
 		if err == nil {
 			s.q.Ack(b.ackFrom, b.ackTo)
+			b.release(s.batches)
 			have, fails = false, 0
 			continue
 		}
@@ -377,9 +429,14 @@ func (s *Sink) run(ctx context.Context) {
 			s.log.Error("retries", "dropping a batch after too many failed attempts", "events", b.pendingEvents(), "attempts", b.attempts, "error", err)
 			s.dropped.Add(uint64(b.pendingEvents()))
 			s.q.Ack(b.ackFrom, b.ackTo) // given up on: off the disk too
+			b.release(s.batches)
 			have = false
 		} else {
 			s.log.Warn("send", "cannot deliver to Fluentd, will retry", "attempt", b.attempts, "error", err)
+			if s.disk != nil {
+				retryFrom, retryAttempts = s.takeBack(b), b.attempts
+				have = false
+			}
 		}
 		wait := s.backoff(fails)
 		if fails == 1 && l.wasUp {
@@ -395,6 +452,44 @@ func (s *Sink) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// takeBack gives up the memory of a batch that failed, with a disk
+// buffer: the batch is read from disk again for the next attempt, with
+// the same events (so the same requests and chunk IDs). Usually the
+// buffer takes the events back (Rewind). In the message mode, events
+// whose requests were acknowledged already are acknowledged to the
+// buffer, and the others are read again by token (Reread) rather than
+// taken back, so that they are neither sent nor counted twice. It
+// returns the first token of the batch to build again.
+func (s *Sink) takeBack(b *batch) uint64 {
+	from := b.ackFrom
+	partial := false
+	if len(b.toks) == len(b.reqs) { // the message mode: one event a request
+		first := -1
+		for i := range b.reqs {
+			switch {
+			case !b.acked[i] && first < 0:
+				first = i
+			case b.acked[i] && first >= 0:
+				partial = true
+				s.q.Ack(b.toks[i], b.toks[i]+1)
+			}
+		}
+		if first >= 0 {
+			from = b.toks[first]
+		}
+	}
+	s.q.Ack(b.ackFrom, from)
+	b.release(s.batches)
+	s.behind = true // at once, after the backoff
+	if partial {
+		s.rereadFrom, s.rereadTo = from, b.ackTo
+	} else {
+		s.disk.Rewind(from)
+		s.retryTo = b.ackTo
+	}
+	return from
 }
 
 // lose gives up on b at a hard stop: in memory its undelivered events are
@@ -430,73 +525,125 @@ func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
-// fill waits for events and encodes them into b: as many as arrive within
-// the flush interval of the first one, up to the batch size.
+// fill waits for a batch and builds it into b. The batch fills where the
+// events wait, on disk (or in the memory queue), for up to the flush
+// interval after the first one or until there is a batch size of them;
+// only then does it take a buffer (from s.batches, shared by every sink,
+// which may grant less than the batch size) and encode the events into
+// it, up to the batch size or the buffer's grant.
 func (s *Sink) fill(ctx context.Context, b *batch) error {
-	for s.enc.count() == 0 {
-		var err error
-		s.items, err = s.q.Next(ctx, s.items[:0], maxBatchEvents, s.cfg.BatchSize)
-		if err != nil {
-			s.ackUnencoded()
+	for {
+		if s.rereadTo == 0 { // else it is on disk, handed out already
+			if err := s.q.Wait(ctx, 1, 1); err != nil {
+				return err
+			}
+		}
+		if !s.behind {
+			// The first event of a batch: let the batch fill for up to
+			// the flush interval. Events left behind by a full batch
+			// have waited already.
+			linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
+			_ = s.q.Wait(linger, maxBatchEvents, int64(s.cfg.BatchSize)/encodedPerStored)
+			cancel()
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		s.encode(s.items)
-		linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
-		for s.enc.size() < s.cfg.BatchSize && s.enc.count() < maxBatchEvents {
-			s.items, err = s.q.Next(linger, s.items[:0], maxBatchEvents-s.enc.count(), s.cfg.BatchSize-s.enc.size())
+		buf := s.batches.Get(ctx, s.cfg.BatchSize+s.enc.overhead())
+		if buf == nil {
+			return ctx.Err()
+		}
+		limit := max(buf.Grant()-s.enc.overhead(), 1)
+		s.enc.begin(buf)
+		s.tokFrom, s.tokTo = 0, 0
+		b.toks = b.toks[:0]
+		readCtx := ctx
+		s.behind = true
+		if s.rereadTo != 0 {
+			// The events of a batch partly acknowledged: all of them,
+			// whatever the grant.
+			from, to := s.rereadFrom, s.rereadTo
+			s.rereadFrom, s.rereadTo = 0, 0
+			_, err := s.disk.Reread(from, to, func(it *forward.Item) { s.take(it, math.MaxInt, b) })
 			if err != nil {
+				s.log.Error("read", "cannot read a batch again from the disk buffer", "error", err)
+			}
+			s.tokFrom, s.tokTo = from, to
+		}
+		for s.tokTo == 0 && s.enc.count() < maxBatchEvents && s.enc.size() < limit {
+			n, err := s.q.Read(readCtx, min(maxBatchEvents-s.enc.count(), readEvents), math.MaxInt, func(it *forward.Item) bool {
+				return s.take(it, limit, b)
+			})
+			if err != nil || n == 0 {
+				s.behind = err == nil // stopped at the limit, not for want of events
 				break
 			}
-			s.encode(s.items)
+			readCtx = doneContext // later reads take only what is there
 		}
-		cancel()
-	}
-	if err := ctx.Err(); err != nil {
-		if s.disk == nil {
-			n := uint64(s.enc.count())
-			s.dropped.Add(n)
-			s.undelivered.Add(n)
-		} // else they stay on disk, unacknowledged
-		s.enc.reset()
-		s.tokFrom, s.tokTo = 0, 0
-		return err
-	}
-	if err := s.enc.finish(b); err != nil {
-		// Not expected with the types encoded here.
-		s.log.Error("encode", "cannot encode a batch", "error", err)
-		s.dropped.Add(uint64(s.enc.count()))
-		s.enc.reset()
-		s.ackUnencoded()
-		return s.fill(ctx, b)
-	}
-	b.ackFrom, b.ackTo = s.tokFrom, s.tokTo
-	s.tokFrom, s.tokTo = 0, 0
-	return nil
-}
-
-// ackUnencoded acknowledges the events taken for a batch that is not
-// built: all of them failed to encode and were counted as dropped.
-func (s *Sink) ackUnencoded() {
-	if s.enc.count() == 0 && s.tokTo != 0 {
-		s.q.Ack(s.tokFrom, s.tokTo)
-		s.tokFrom, s.tokTo = 0, 0
-	}
-}
-
-// encode adds items to the batch being built, noting their tokens, and
-// releases their lines (which a disk buffer reuses at the next Next).
-func (s *Sink) encode(items []forward.Item) {
-	for i := range items {
-		if t := items[i].Token; t != 0 {
-			if s.tokTo == 0 {
-				s.tokFrom = t
+		if err := ctx.Err(); err != nil {
+			s.batches.Put(s.enc.reset())
+			if s.disk == nil {
+				s.dropped.Add(uint64(s.enc.count()))
 			}
-			s.tokTo = t + 1
+			return err
 		}
-		if err := s.enc.add(&items[i].Event); err != nil {
-			s.log.Error("encode", "cannot encode an event", "error", err)
-			s.dropped.Add(1)
+		if s.enc.count() == 0 {
+			// Nothing to send: every event failed to encode (counted).
+			s.batches.Put(s.enc.reset())
+			s.q.Ack(s.tokFrom, s.tokTo)
+			continue
 		}
+		toks := b.toks
+		if err := s.enc.finish(b, s.tokFrom, s.tokTo); err != nil {
+			// Not expected with the types encoded here.
+			s.log.Error("encode", "cannot encode a batch", "error", err)
+			s.dropped.Add(uint64(s.enc.count()))
+			b.release(s.batches)
+			s.q.Ack(s.tokFrom, s.tokTo)
+			continue
+		}
+		b.toks = toks
+		b.ackFrom, b.ackTo = s.tokFrom, s.tokTo
+		s.retryTo = 0
+		return nil
 	}
-	clear(items)
 }
+
+// take encodes the event of it into the batch being built, unless it
+// would take the batch past limit (the first event always goes in) or
+// past the batch it is built again for (retryTo), and notes its token.
+func (s *Sink) take(it *forward.Item, limit int, b *batch) bool {
+	if s.retryTo != 0 && it.Token >= s.retryTo && s.enc.count() > 0 {
+		return false
+	}
+	n, err := s.enc.prepare(&it.Event)
+	if err == nil && s.enc.count() > 0 && s.enc.size()+n > limit {
+		return false
+	}
+	if t := it.Token; t != 0 {
+		if s.tokTo == 0 {
+			s.tokFrom = t
+		}
+		s.tokTo = t + 1
+	}
+	if err == nil {
+		err = s.enc.commit(it.Token)
+	}
+	if err != nil {
+		s.log.Error("encode", "cannot encode an event", "error", err)
+		s.dropped.Add(1)
+		return true
+	}
+	if s.enc.mode == ModeMessage {
+		b.toks = append(b.toks, it.Token)
+	}
+	return true
+}
+
+// doneContext is a context that is already done: reading with it takes
+// what is there without waiting.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()

@@ -425,46 +425,58 @@ func TestAckResend(t *testing.T) {
 		{"closed mid-chunk", fluentdtest.Accept, true, false},
 	}
 	for _, tc := range tests {
-		for _, mode := range []Mode{ModePackedForward, ModeMessage} {
-			t.Run(tc.name+"/"+mode.String(), func(t *testing.T) {
-				srv := fluentdtest.NewServer(t, fluentdtest.Config{})
-				var mu sync.Mutex
-				first := true
-				srv.SetHook(func(*fluentdtest.Request) fluentdtest.Action {
-					mu.Lock()
-					defer mu.Unlock()
-					if first {
-						first = false
-						return tc.first
-					}
-					return fluentdtest.Accept
+		// With a disk buffer the batch is read from disk again for the
+		// resend: the same requests, chunk IDs included, all the same.
+		for _, disk := range []bool{false, true} {
+			for _, mode := range []Mode{ModePackedForward, ModeMessage} {
+				t.Run(fmt.Sprintf("%s/%s/disk=%v", tc.name, mode, disk), func(t *testing.T) {
+					testAckResend(t, tc.first, tc.cut, tc.duplicate, mode, disk)
 				})
-				if tc.cut {
-					srv.CutAfter(100)
-				}
-				s := newSink(t, Config{Servers: tcp(srv.Addr()), RequestAck: true, Mode: mode, FlushInterval: time.Hour, AckTimeout: 200 * time.Millisecond, RetryWait: 10 * time.Millisecond}, testContainer)
-				sendLines(s, 0, 20)
-				closeSink(t, s)
-				got := logs(srv.Events())
-				if !reflect.DeepEqual(unique(got), wantLines(0, 20)) {
-					t.Fatalf("received %q", got)
-				}
-				st := s.Stats()
-				dups := srv.Duplicates()
-				if tc.duplicate && dups == 0 {
-					t.Error("no duplicate: the first request should have been resent")
-				}
-				if !tc.duplicate && dups != 0 {
-					t.Errorf("%d duplicates", dups)
-				}
-				if st.Retries == 0 || uint64(dups) > st.Retries {
-					t.Errorf("%d retries counted for %d duplicates", st.Retries, dups)
-				}
-				if st.Emitted != 20 || st.Dropped != 0 {
-					t.Errorf("stats %+v", st)
-				}
-			})
+			}
 		}
+	}
+}
+
+func testAckResend(t *testing.T, firstAction fluentdtest.Action, cut, duplicate bool, mode Mode, disk bool) {
+	srv := fluentdtest.NewServer(t, fluentdtest.Config{})
+	var mu sync.Mutex
+	first := true
+	srv.SetHook(func(*fluentdtest.Request) fluentdtest.Action {
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			first = false
+			return firstAction
+		}
+		return fluentdtest.Accept
+	})
+	if cut {
+		srv.CutAfter(100)
+	}
+	cfg := Config{Servers: tcp(srv.Addr()), RequestAck: true, Mode: mode, FlushInterval: time.Hour, AckTimeout: 200 * time.Millisecond, RetryWait: 10 * time.Millisecond}
+	if disk {
+		cfg.BufferDir = t.TempDir()
+	}
+	s := newSink(t, cfg, testContainer)
+	sendLines(s, 0, 20)
+	closeSink(t, s)
+	got := logs(srv.Events())
+	if !reflect.DeepEqual(unique(got), wantLines(0, 20)) {
+		t.Fatalf("received %q", got)
+	}
+	st := s.Stats()
+	dups := srv.Duplicates()
+	if duplicate && dups == 0 {
+		t.Error("no duplicate: the first request should have been resent")
+	}
+	if !duplicate && dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	if st.Retries == 0 || uint64(dups) > st.Retries {
+		t.Errorf("%d retries counted for %d duplicates", st.Retries, dups)
+	}
+	if st.Emitted != 20 || st.Dropped != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
