@@ -276,7 +276,7 @@ type Config struct {
 	// JSONFields merges the fields of lines that are JSON objects into
 	// their records (see forward.JSONFields). Default false.
 	JSONFields bool
-	// PartialMerge reassembles lines dockerd split (see forward.Merger);
+	// PartialMerge reassembles lines dockerd split (see forward.MergeStage);
 	// PartialMergeTimeout and PartialMergeMaxSize are its MergeConfig
 	// Timeout and MaxSize. Default false.
 	PartialMerge        bool

@@ -87,8 +87,8 @@ type Sink struct {
 	// when not 0, are the tokens of a batch to read again by token.
 	retryTo              uint64
 	rereadFrom, rereadTo uint64
-	merger               *forward.Merger // nil without partial-merge
-	enc                  *encoder        // used by the sender goroutine only
+	merge                *forward.MergeStage // nil without partial-merge
+	enc                  *encoder            // used by the sender goroutine only
 	servers              []*server
 
 	closed atomic.Bool
@@ -102,9 +102,7 @@ type Sink struct {
 	closeBy atomic.Int64
 
 	stopRun    context.CancelFunc // stops the sender and the health checks
-	stopMerge  context.CancelFunc // stops the merge expiry
 	senderDone chan struct{}
-	mergeDone  chan struct{}
 	wg         sync.WaitGroup // every goroutine the Sink started
 
 	emitted, dropped, retries atomic.Uint64
@@ -163,7 +161,6 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		servers:    servers,
 		wake:       make(chan struct{}, 1),
 		senderDone: make(chan struct{}),
-		mergeDone:  make(chan struct{}),
 	}
 	if cfg.BufferDir != "" {
 		// A buffer that cannot be opened must not fail the container's
@@ -187,8 +184,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	}
 	s.active.Store(-1)
 	runCtx, stopRun := context.WithCancel(context.Background())
-	mergeCtx, stopMerge := context.WithCancel(context.Background())
-	s.stopRun, s.stopMerge = stopRun, stopMerge
+	s.stopRun = stopRun
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -203,15 +199,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		s.healthCheck(runCtx)
 	}()
 	if cfg.PartialMerge {
-		s.merger = forward.NewMerger(forward.MergeConfig{Timeout: cfg.PartialMergeTimeout, MaxSize: cfg.PartialMergeMaxSize})
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer close(s.mergeDone)
-			s.expireMerges(mergeCtx)
-		}()
-	} else {
-		close(s.mergeDone)
+		s.merge = forward.NewMergeStage(forward.MergeConfig{Timeout: cfg.PartialMergeTimeout, MaxSize: cfg.PartialMergeMaxSize}, s.enqueue)
 	}
 	return s, nil
 }
@@ -228,21 +216,11 @@ func (s *Sink) Send(ev *forward.Event) {
 		s.dropped.Add(1)
 		return
 	}
-	if s.merger != nil {
-		s.merger.Add(ev, s.push)
+	if s.merge != nil {
+		s.merge.Add(ev)
 		return
 	}
-	if s.disk != nil {
-		s.warnDropped(s.disk.Append(ev, 0))
-		return
-	}
-	out := *ev
-	out.Line = bytes.Clone(ev.Line)
-	if ev.Partial != nil {
-		p := *ev.Partial
-		out.Partial = &p
-	}
-	s.push(out)
+	s.enqueue(ev)
 }
 
 // Flush makes the events Sent so far survive a crash of the process
@@ -258,13 +236,19 @@ func (s *Sink) Flush() {
 	}
 }
 
-// push queues an event the Sink owns.
-func (s *Sink) push(ev forward.Event) {
+// enqueue queues a copy of ev.
+func (s *Sink) enqueue(ev *forward.Event) {
 	if s.disk != nil {
-		s.warnDropped(s.disk.Append(&ev, 0))
+		s.warnDropped(s.disk.Append(ev, 0))
 		return
 	}
-	s.warnDropped(s.mem.Push(ev))
+	out := *ev
+	out.Line = bytes.Clone(ev.Line)
+	if ev.Partial != nil {
+		p := *ev.Partial
+		out.Partial = &p
+	}
+	s.warnDropped(s.mem.Push(out))
 }
 
 func (s *Sink) warnDropped(n int) {
@@ -301,17 +285,13 @@ func (s *Sink) Close(ctx context.Context) error {
 		default:
 		}
 	}
-	s.stopMerge()
-	<-s.mergeDone
-	if s.merger != nil {
-		s.merger.Flush(s.push)
+	if s.merge != nil {
+		// Unfinished lines go to the buffer, as pieces, before it closes;
+		// a concurrent Send's pieces after that are dropped by the closed
+		// buffer, and so counted.
+		s.merge.Close()
 	}
 	s.closeWrite()
-	if s.merger != nil {
-		// Pieces a concurrent Send added after the first Flush: dropped by
-		// the closed queue, and so counted.
-		s.merger.Flush(s.push)
-	}
 	select {
 	case <-s.senderDone:
 	case <-ctx.Done():
@@ -363,25 +343,6 @@ func (s *Sink) Stats() Stats {
 	st.Dropped += s.dropped.Load()
 	st.BufferQueueLength, st.BufferTotalQueuedSize, st.RetryCount = st.QueuedEvents, st.QueuedBytes, st.Retries
 	return st
-}
-
-// expireMerges forwards lines whose pieces stopped coming.
-func (s *Sink) expireMerges(ctx context.Context) {
-	timeout := s.cfg.PartialMergeTimeout
-	if timeout <= 0 {
-		timeout = forward.DefaultMergeTimeout
-	}
-	t := time.NewTicker(max(timeout/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.merger.Expire(s.push)
-			s.Flush()
-		}
-	}
 }
 
 // run is the sender: it builds a batch, delivers it, and retries with
