@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
+	"github.com/logferry/logferry/internal/tally"
 )
 
 // mountTmpfs mounts a tmpfs of the given size (mount's syntax, e.g. "8m")
@@ -156,16 +157,7 @@ func fileLineNumbers(t testing.TB, c *container) (counts map[int]int, broken []s
 // once in counts, and reports those missing and those repeated.
 func checkRange(t testing.TB, who string, counts map[int]int, from, to int) {
 	t.Helper()
-	var missing, repeated []int
-	for n := from; n <= to; n++ {
-		switch counts[n] {
-		case 0:
-			missing = append(missing, n)
-		case 1:
-		default:
-			repeated = append(repeated, n)
-		}
-	}
+	missing, repeated := tally.Gaps(counts, from, to)
 	if len(missing) > 0 {
 		t.Errorf("%s: %d of lines %d-%d missing: %s", who, len(missing), from, to, fwdClipInts(missing))
 	}

@@ -114,9 +114,11 @@
 //
 // A write that fails (a full disk) is undone (the file is truncated back
 // to its last intact frame, or, if that fails, closed for good) and tried
-// again every RetryInterval; meanwhile entries wait in memory, and once
-// WriteBuffer is full the overflow policy applies to them: drops are
-// counted, and writing resumes by itself when space returns. A frame that
+// again by the next Flush or Append that finds the write buffer full (at
+// most every 10ms), or after RetryInterval; meanwhile entries wait in
+// memory, and once WriteBuffer is full the overflow policy applies to
+// them: drops are counted, and writing resumes by itself when space
+// returns. A frame that
 // does not check out (a torn write at the end of a segment after a crash,
 // a bad checksum) is skipped and counted in Stats.Corrupt; the reader
 // resynchronises on the next offset where a frame header and its payload

@@ -29,8 +29,13 @@ const (
 	DefaultSyncBytes      = 4 << 20
 	DefaultRetryInterval  = time.Second
 	DefaultRescanInterval = 10 * time.Second
-	minSegmentSize        = 4 << 10
-	maxSegmentSize        = 8 << 20
+	// retryThrottle is the least time between two tries to write while
+	// writing fails, when Flush, or an Append that finds the write buffer
+	// full, asks: entries are written, not dropped, soon after space
+	// returns, and a full disk costs a failed write(2) per retryThrottle.
+	retryThrottle  = 10 * time.Millisecond
+	minSegmentSize = 4 << 10
+	maxSegmentSize = 8 << 20
 	// maxFileSize bounds the size of a segment file: SegmentSize is
 	// capped at 1 GiB, a segment closes once it passes it, and an entry
 	// is at most MaxRecordSize; so offsets fit in 32 bits.
@@ -67,8 +72,9 @@ type Config struct {
 	// last fsync, and when it is closed. Defaults 1s and 4 MiB.
 	SyncInterval time.Duration
 	SyncBytes    int64
-	// RetryInterval is the wait before writing again after a write
-	// failed (a full disk); default 1s.
+	// RetryInterval is the wait before the queue's goroutine writes
+	// again after a write failed (a full disk), when no Flush or Append
+	// tried earlier; default 1s.
 	RetryInterval time.Duration
 	// RescanInterval is how often Dir is checked for entries left by
 	// another queue that has since closed; default 10s.
@@ -247,7 +253,8 @@ type Queue struct {
 	writing     int64 // bytes of the frames the writer took, not yet written
 	writingRecs int
 	failing     bool      // the last write failed
-	retryAt     time.Time // when failing: when writing may be tried again
+	failedAt    time.Time // when failing: when the last write failed
+	retryAt     time.Time // when failing: when the I/O goroutine tries again
 	used        int64     // live segments + pending + writing
 	// flushDue is set by the Append that finds nothing waiting in
 	// memory, and cleared when the I/O goroutine's delayed flush runs:
@@ -427,8 +434,8 @@ func (q *Queue) Append(ev *forward.Event, seq uint32) (dropped int) {
 // Flush writes the entries waiting in memory to the segment file, with
 // write(2) and no fsync, so that they survive a crash of the process
 // (kill -9). It does nothing, at the cost of an atomic load, when none
-// wait, and nothing while writing fails until RetryInterval has passed
-// (the entries then wait in memory, bounded by WriteBuffer). It may wait
+// wait. While writing fails it tries again at most every 10ms (the
+// entries wait in memory meanwhile, bounded by WriteBuffer). It may wait
 // for another goroutine's write, never for an fsync.
 func (q *Queue) Flush() {
 	if q.inMem.Load() == 0 {
@@ -453,8 +460,9 @@ func (q *Queue) roomLocked(need int) (ok bool, n int) {
 	for {
 		waiting := len(q.pending) - q.pstart
 		memFull := waiting > 0 && waiting+need > q.cfg.WriteBuffer
-		if memFull && (!q.failing || !time.Now().Before(q.retryAt)) && !q.closedW {
-			// Writing works: write what waits, then look again.
+		if memFull && !q.closedW && (!q.failing || !time.Now().Before(q.failedAt.Add(retryThrottle))) {
+			// Write what waits, then look again; while writing fails,
+			// try again before dropping (see retryThrottle).
 			q.mu.Unlock()
 			q.Flush()
 			q.mu.Lock()

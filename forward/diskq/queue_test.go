@@ -727,6 +727,40 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// TestSpaceBackBeforeRetry: once space is back, an Append that finds the
+// write buffer full, or Flush, writes rather than drops, long before the
+// I/O goroutine's next try (an hour away here).
+func TestSpaceBackBeforeRetry(t *testing.T) {
+	t.Parallel()
+	fsys := &faultFS{}
+	fsys.room.Store(500)
+	cfg := fastConfig(t.TempDir())
+	cfg.FS = fsys
+	cfg.WriteBuffer = 1024
+	cfg.RetryInterval = time.Hour
+	q := open(t, cfg)
+	for i := 0; q.Stats().Dropped == 0; i++ {
+		if i == 10000 {
+			t.Fatalf("nothing dropped on a full disk: %+v", q.Stats())
+		}
+		appendRange(q, i, i+1)
+		q.Flush()
+	}
+	full := q.Stats()
+	fsys.room.Store(-1) // space is back
+	time.Sleep(2 * retryThrottle)
+	for i := 100000; i < 100300; i++ {
+		appendRange(q, i, i+1) // 300 entries: many times the write buffer
+	}
+	if st := q.Stats(); st.Dropped != full.Dropped {
+		t.Errorf("%d entries dropped after space came back", st.Dropped-full.Dropped)
+	}
+	got := drain(t, q)
+	if len(got) < 300 || fmt.Sprint(got[len(got)-300:]) != fmt.Sprint(seq(100000, 100300)) {
+		t.Errorf("the entries appended after space came back are not all there, in order: last of %d: %v", len(got), got[max(len(got)-5, 0):])
+	}
+}
+
 // TestDiskFullAtCreation: a segment that cannot even get its header is
 // removed, and writing resumes.
 func TestDiskFullAtCreation(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/internal/tally"
 )
 
 // segmentLines returns the line numbers of the intact entries in the
@@ -37,20 +38,7 @@ func segmentLines(t *testing.T, dir string) []int {
 // missingOrTwice reports the numbers of [0, n) that got lacks or has more
 // than once.
 func missingOrTwice(got []int, n int) (missing, twice []int) {
-	count := make(map[int]int, len(got))
-	for _, i := range got {
-		count[i]++
-	}
-	for i := range n {
-		switch count[i] {
-		case 0:
-			missing = append(missing, i)
-		case 1:
-		default:
-			twice = append(twice, i)
-		}
-	}
-	return missing, twice
+	return tally.Gaps(tally.Count(got), 0, n-1)
 }
 
 // TestFlushWritesToTheFile: after Flush every entry appended is in the

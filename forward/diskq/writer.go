@@ -161,15 +161,15 @@ func (q *Queue) armTimers() {
 }
 
 // flushLocked writes the frames waiting in memory; q.wmu is held. After a
-// failure it does nothing until RetryInterval has passed, unless final.
-func (q *Queue) flushLocked(final bool) {
+// failure it does nothing until retryThrottle has passed, unless force.
+func (q *Queue) flushLocked(force bool) {
 	if q.w.closed {
 		return
 	}
 	q.mu.Lock()
-	failing, retryAt := q.failing, q.retryAt
+	failing, failedAt := q.failing, q.failedAt
 	q.mu.Unlock()
-	if failing && !final && time.Now().Before(retryAt) {
+	if failing && !force && time.Now().Before(failedAt.Add(retryThrottle)) {
 		return
 	}
 	for q.w.wpos < len(q.w.wbuf) || q.takePending() {
@@ -177,8 +177,8 @@ func (q *Queue) flushLocked(final bool) {
 			q.mu.Lock()
 			q.writeErrors++
 			was := q.failing
-			q.failing = true
-			q.retryAt = time.Now().Add(q.cfg.RetryInterval)
+			q.failing, q.failedAt = true, time.Now()
+			q.retryAt = q.failedAt.Add(q.cfg.RetryInterval)
 			q.mu.Unlock()
 			if !was {
 				q.log.Error("disk buffer: cannot write; entries wait in memory, and are dropped once that is full, until writing works again",
@@ -192,7 +192,7 @@ func (q *Queue) flushLocked(final bool) {
 	q.w.wbuf, q.w.wpos = nil, 0
 	if failing {
 		q.mu.Lock()
-		q.failing, q.retryAt = false, time.Time{}
+		q.failing, q.failedAt, q.retryAt = false, time.Time{}, time.Time{}
 		q.mu.Unlock()
 		q.log.Info("disk buffer: writing works again", "dir", q.own.dir)
 	}

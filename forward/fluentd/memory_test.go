@@ -11,6 +11,7 @@ import (
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/diskq"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
+	"github.com/logferry/logferry/internal/tally"
 )
 
 // bufferedLines returns the lines of the entries in the segment files
@@ -35,24 +36,11 @@ func bufferedLines(t *testing.T, dir string) []string {
 // or has more than once.
 func missingOrTwice(t *testing.T, got []string, n int) (missing, twice []int) {
 	t.Helper()
-	count := map[int]int{}
-	for _, l := range got {
-		var i int
-		if _, err := fmt.Sscanf(l, "line %d", &i); err != nil {
-			t.Fatalf("unexpected line %q", l)
-		}
-		count[i]++
+	nums := make([]int, len(got))
+	for i, l := range got {
+		nums[i] = lineNumber(t, l)
 	}
-	for i := range n {
-		switch count[i] {
-		case 0:
-			missing = append(missing, i)
-		case 1:
-		default:
-			twice = append(twice, i)
-		}
-	}
-	return missing, twice
+	return tally.Gaps(tally.Count(nums), 0, n-1)
 }
 
 // TestFlush: once Flush returns, every event sent is in the disk
