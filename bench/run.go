@@ -518,20 +518,17 @@ func (h *harness) cpu(pluginPid int) ([2]time.Duration, error) {
 	return out, err
 }
 
-// startAll starts the containers at once.
+// startAll starts the containers, a few at a time: they wait for the
+// gate before they print, and a hundred starts at once (or several
+// harnesses' at once) have left dockerd 20.10 stuck for minutes on
+// libnetwork's locks.
 func (h *harness) startAll(ctx context.Context, ids []string) error {
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Go(func() { errs[i] = h.docker.start(ctx, id) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return parallel(len(ids), func(i int) error { return h.docker.start(ctx, ids[i]) })
 }
 
-// parallel calls f(0) … f(n-1), a few at a time (creating and removing
-// containers, which dockerd does not do faster with more at once), and
-// returns their errors.
+// parallel calls f(0) … f(n-1), a few at a time (creating, starting and
+// removing containers, which dockerd does not do faster with more at
+// once), and returns their errors.
 func parallel(n int, f func(i int) error) error {
 	errs := make([]error, n)
 	sem := make(chan struct{}, 4)
