@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,11 +74,11 @@ func TestRootSourceMovesFiles(t *testing.T) {
 }
 
 func TestInstallFromRegistry(t *testing.T) {
-	const (
-		repoName = "logferry"
-		tag      = "e2e"
-		alias    = "logferry-reg"
-	)
+	const repoName = "logferry"
+	// Tag and alias of this run only: two checkouts may run the suite on
+	// one dockerd and registry at once.
+	tag := fmt.Sprintf("e2e-%d", os.Getpid())
+	alias := fmt.Sprintf("logferry-reg-%d", os.Getpid())
 	ref := suite.registry + "/" + repoName + ":" + tag
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
