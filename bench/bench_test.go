@@ -41,6 +41,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// sendAndClose sends the lines "line 0" to "line n-1" through s and
+// closes it, which delivers them.
+func sendAndClose(t *testing.T, s interface {
+	Send(*forward.Event)
+	Close(context.Context) error
+}, n int) {
+	t.Helper()
+	ev := forward.Event{Time: time.Unix(1700000000, 5), Source: "stdout"}
+	for i := range n {
+		ev.Line = fmt.Appendf(ev.Line[:0], "line %d", i)
+		s.Send(&ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startForward(t *testing.T) *forwardReceiver {
 	t.Helper()
 	r, err := startForwardReceiver()
@@ -89,16 +108,7 @@ func TestForwardReceiverCountsLogferry(t *testing.T) {
 			}
 			base := r.count()
 			const n = 3000
-			ev := forward.Event{Time: time.Unix(1700000000, 5), Source: "stdout"}
-			for i := range n {
-				ev.Line = fmt.Appendf(ev.Line[:0], "line %d", i)
-				s.Send(&ev)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			if err := s.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
+			sendAndClose(t, s, n)
 			if st := s.Stats(); st.Emitted != n || st.Dropped != 0 {
 				t.Errorf("sink stats %+v, want %d emitted", st, n)
 			}
@@ -233,16 +243,7 @@ func TestBulkReceiverCountsLogferry(t *testing.T) {
 			}
 			base := r.count()
 			const n = 2500
-			ev := forward.Event{Time: time.Unix(1700000000, 5), Source: "stdout"}
-			for i := range n {
-				ev.Line = fmt.Appendf(ev.Line[:0], "line %d", i)
-				s.Send(&ev)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			if err := s.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
+			sendAndClose(t, s, n)
 			if st := s.Stats(); st.Indexed != n {
 				t.Errorf("sink stats %+v, want %d indexed", st, n)
 			}
