@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -79,14 +80,15 @@ func BenchmarkBulkRequest(b *testing.B) {
 	c := &olivereClient{es: es}
 	p, _ := parseIndexPattern(DefaultIndex)
 	enc := newEncoder(testContainer, p, false)
-	bt := getBatch()
+	bt := getBatch(&forward.Buffer{})
 	for i := range 500 {
-		bt.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: benchLines["text"]}}, 0)
+		bt.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: benchLines["text"]}}, 0, math.MaxInt)
 	}
-	b.SetBytes(int64(bt.size()))
+	bt.repoint()
+	b.SetBytes(int64(len(bt.body())))
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := c.Bulk(context.Background(), bt.actions)
+		res, err := c.Bulk(context.Background(), bt)
 		if err != nil || len(res) != len(bt.actions) {
 			b.Fatal(err, len(res))
 		}

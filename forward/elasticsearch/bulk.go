@@ -1,55 +1,138 @@
 package elasticsearch
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
+
+	"github.com/logferry/logferry/forward"
 )
 
-// batch is the actions of one _bulk request and the buffer they were
-// encoded into, back to back: for a fresh batch, the request's body.
-// Batches are reused (getBatch, release), so that encoding a document
-// allocates nothing.
+// batch is the actions of one _bulk request, encoded back to back into a
+// buffer from forward.Batches: buf.B, exactly the request's body. The
+// sink keeps the buffer until every action is settled, retries included:
+// without a disk buffer the events are nowhere else, and the buffer stays
+// charged to the batch memory, which bounds what all sinks hold. Batches
+// are reused (getBatch, release), so that encoding a document allocates
+// nothing.
 type batch struct {
+	buf     *forward.Buffer
 	actions []action
-	buf     []byte
+	// full is set when an action was left for the next batch for want of
+	// room: the events after it are waiting already.
+	full bool
+	// held is set when the transport may still read buf.B after a
+	// request returned (an answer came before the body was sent in full,
+	// or the request was cancelled): buf.B must then not be written to,
+	// nor reused.
+	held bool
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
 
-func getBatch() *batch { return batchPool.Get().(*batch) }
+// getBatch returns an empty batch to be encoded into buf.
+func getBatch(buf *forward.Buffer) *batch {
+	b := batchPool.Get().(*batch)
+	b.buf = buf
+	return b
+}
 
-// release empties b and returns it to the pool; its actions must no longer
-// be used.
-func (b *batch) release() {
+// release gives b's buffer back to m (to be forgotten if the transport
+// may still read it) and b to the pool; its actions must no longer be
+// used.
+func (b *batch) release(m *forward.Batches) {
+	if b.held {
+		m.Forget(b.buf)
+	} else {
+		m.Put(b.buf)
+	}
 	clear(b.actions)
-	b.actions, b.buf = b.actions[:0], b.buf[:0]
+	*b = batch{actions: b.actions[:0]}
 	batchPool.Put(b)
 }
 
-// size is the bytes the actions add to a _bulk body.
-func (b *batch) size() int { return len(b.buf) }
+// body returns the _bulk body: the actions' lines back to back.
+func (b *batch) body() []byte { return b.buf.B }
 
-// add encodes it as the next action of b.
-func (b *batch) add(enc *encoder, it *item, tok uint64) {
+// add encodes it as the next action of b, unless b holds an action already
+// and this one would take its body past limit bytes: then it sets b.full
+// and reports false, and it is to start the next batch. The buffer is
+// meant to hold limit bytes without growing: an action is refused before
+// it is encoded when it might not fit (see encoder.estimate), so that the
+// one that does not fit seldom makes the buffer grow.
+func (b *batch) add(enc *encoder, it *item, tok uint64, limit int) bool {
+	first := len(b.actions) == 0
+	start := len(b.buf.B)
+	if !first && start+enc.estimate(&it.ev) > limit {
+		b.full = true
+		return false
+	}
 	var a action
-	b.buf, a = enc.appendAction(b.buf, it)
+	b.buf.B, a = enc.appendAction(b.buf.B, it)
+	if !first && len(b.buf.B) > limit {
+		b.buf.B = b.buf.B[:start]
+		b.full = true
+		return false
+	}
 	a.tok = tok
 	b.actions = append(b.actions, a)
+	return true
 }
 
-// moveLast moves the last action of b to the end of to.
-func (b *batch) moveLast(to *batch) {
-	a := b.actions[len(b.actions)-1]
-	b.actions = b.actions[:len(b.actions)-1]
-	b.buf = b.buf[:len(b.buf)-len(a.line)]
-	start := len(to.buf)
-	to.buf = append(to.buf, a.line...)
-	a.line = to.buf[start:len(to.buf):len(to.buf)]
-	to.actions = append(to.actions, a)
+// repoint points the actions' lines at their bytes in buf.B, where they
+// are back to back: after the buffer grew (moved) while an action was
+// encoded, or the lines were moved.
+func (b *batch) repoint() {
+	off := 0
+	for i := range b.actions {
+		a := &b.actions[i]
+		n := len(a.line)
+		a.line = b.buf.B[off : off+n : off+n]
+		off += n
+	}
+}
+
+// compact moves the lines of b's actions (those left to retry, in their
+// order in buf.B) to the front of buf.B, back to back, so that buf.B is
+// their body again. Not while b.held.
+func (b *batch) compact() {
+	dst := 0
+	for i := range b.actions {
+		a := &b.actions[i]
+		n := copy(b.buf.B[dst:], a.line) // dst <= the line's own place: a forward move
+		a.line = b.buf.B[dst : dst+n : dst+n]
+		dst += n
+	}
+	b.buf.B = b.buf.B[:dst]
+}
+
+// moveTo copies the lines of b's actions into the empty buffer to, back
+// to back, makes it b's buffer and returns the one they were in, which
+// the transport may still read (b.held).
+func (b *batch) moveTo(to *forward.Buffer) (old *forward.Buffer) {
+	for i := range b.actions {
+		to.B = append(to.B, b.actions[i].line...)
+	}
+	old, b.buf, b.held = b.buf, to, false
+	b.repoint()
+	return old
+}
+
+// splitOff moves the actions of b from the n-th on to a new batch, in the
+// empty buffer to, and returns it; b keeps the first n.
+func (b *batch) splitOff(n int, to *forward.Buffer) *batch {
+	rest := getBatch(to)
+	end := 0
+	for i := range b.actions[:n] {
+		end += b.actions[i].size()
+	}
+	rest.actions = append(rest.actions, b.actions[n:]...)
+	rest.buf.B = append(rest.buf.B, b.buf.B[end:]...)
+	rest.repoint()
+	clear(b.actions[n:])
+	b.actions, b.buf.B = b.actions[:n], b.buf.B[:end]
+	return rest
 }
 
 // tokens returns the range of buffer tokens of b's actions, to acknowledge
@@ -59,35 +142,6 @@ func (b *batch) tokens() (from, to uint64) {
 		return 0, 0
 	}
 	return b.actions[0].tok, b.actions[len(b.actions)-1].tok + 1
-}
-
-// bulkBody returns the _bulk body of actions, gzip-compressed with gz
-// (reset to write it) unless gz is nil. A string, because the client takes
-// bodies as strings; strings.Builder makes one without copying.
-func bulkBody(actions []action, gz *gzip.Writer) (string, error) {
-	n := 0
-	for i := range actions {
-		n += actions[i].size()
-	}
-	var sb strings.Builder
-	if gz == nil {
-		sb.Grow(n)
-		for i := range actions {
-			sb.Write(actions[i].line)
-		}
-		return sb.String(), nil
-	}
-	sb.Grow(n/4 + 64)
-	gz.Reset(&sb)
-	for i := range actions {
-		if _, err := gz.Write(actions[i].line); err != nil {
-			return "", fmt.Errorf("compress bulk body: %w", err)
-		}
-	}
-	if err := gz.Close(); err != nil {
-		return "", fmt.Errorf("compress bulk body: %w", err)
-	}
-	return sb.String(), nil
 }
 
 // parseBulkResponse reads Elasticsearch's answer to a _bulk request into

@@ -3,14 +3,20 @@ package elasticsearch
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/olivere/elastic/v7"
 
 	"github.com/logferry/logferry/forward"
 )
@@ -153,84 +159,236 @@ func FuzzParseBulkResponse(f *testing.F) {
 	})
 }
 
-// TestBulkBody checks the body of a request: the actions' lines back to
-// back, compressed or not, for a whole batch and for the actions left to
-// retry.
-func TestBulkBody(t *testing.T) {
-	t.Parallel()
+// testBatch returns a batch of n actions of lines "line-0" … with tokens
+// from 10, encoded in a buffer of cap bytes.
+func testBatch(t *testing.T, n, cap int) *batch {
+	t.Helper()
 	p, _ := parseIndexPattern(DefaultIndex)
 	enc := newEncoder(testContainer, p, false)
-	b := getBatch()
-	defer b.release()
-	for i := range 5 {
-		b.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: []byte(fmt.Sprint("line-", i))}}, uint64(10+i))
-	}
-	if from, to := b.tokens(); from != 10 || to != 15 {
-		t.Errorf("tokens [%d, %d), want [10, 15)", from, to)
-	}
-	retry := []action{b.actions[1], b.actions[3]}
-	for _, tc := range []struct {
-		name    string
-		actions []action
-		want    []byte
-	}{
-		{"batch", b.actions, b.buf},
-		{"retry", retry, append(append([]byte(nil), retry[0].line...), retry[1].line...)},
-	} {
-		for _, compress := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s gzip=%v", tc.name, compress), func(t *testing.T) {
-				var gz *gzip.Writer
-				if compress {
-					gz = gzip.NewWriter(io.Discard)
-				}
-				body, err := bulkBody(tc.actions, gz)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := []byte(body)
-				if compress {
-					zr, err := gzip.NewReader(strings.NewReader(body))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if got, err = io.ReadAll(zr); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Equal(got, tc.want) {
-					t.Errorf("body\n%s\nwant\n%s", got, tc.want)
-				}
-			})
+	b := getBatch(&forward.Buffer{B: make([]byte, 0, cap)})
+	for i := range n {
+		if !b.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: []byte(fmt.Sprint("line-", i))}}, uint64(10+i), math.MaxInt) {
+			t.Fatalf("action %d refused", i)
 		}
+	}
+	b.repoint()
+	return b
+}
+
+// logs returns the "log" field of b's documents, checking that its body
+// is their lines back to back.
+func batchLogs(t *testing.T, b *batch) []string {
+	t.Helper()
+	if err := checkBody(b); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range b.actions {
+		var doc struct{ Log string }
+		if err := json.Unmarshal(a.doc(), &doc); err != nil {
+			t.Fatalf("document %s: %v", a.doc(), err)
+		}
+		ev := forward.Event{Time: epoch.Add(time.Duration(len(out))), Source: "stdout"}
+		if i := strings.TrimPrefix(doc.Log, "line-"); i != "" {
+			n, _ := strconv.Atoi(i)
+			ev.Time = epoch.Add(time.Duration(n))
+		}
+		if got, want := string(a.id()), documentID(testContainer.ID, &ev, 0); got != want {
+			t.Errorf("%s: id %s, want %s", doc.Log, got, want)
+		}
+		out = append(out, doc.Log)
+	}
+	return out
+}
+
+// TestBatchAdd checks that a batch takes actions up to its limit, the
+// first one whatever its size, and leaves its buffer as it was when it
+// refuses one.
+func TestBatchAdd(t *testing.T) {
+	t.Parallel()
+	p, _ := parseIndexPattern(DefaultIndex)
+	one := len(testBatch(t, 1, 0).body()) // the size of an action of a short line
+	tests := []struct {
+		name  string
+		limit int
+		lines []int // line lengths
+		want  int   // actions taken
+	}{
+		{"all fit", 10 * one, []int{5, 5, 5}, 3},
+		{"first alone past the limit", 10, []int{5, 5}, 1},
+		{"stops at the limit", 2*one + 20, []int{5, 5, 5, 5}, 2},
+		{"a long line is left for the next", 4 * one, []int{5, 5, 400, 5}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			enc := newEncoder(testContainer, p, false)
+			b := getBatch(&forward.Buffer{B: make([]byte, 0, tt.limit)})
+			taken := 0
+			for i, n := range tt.lines {
+				before := string(b.body())
+				line := []byte("line-" + strings.Repeat("x", n))
+				if !b.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: line}}, uint64(i+1), tt.limit) {
+					if string(b.body()) != before || !b.full {
+						t.Errorf("refused action %d changed the body or left the batch not full", i)
+					}
+					break
+				}
+				taken++
+			}
+			b.repoint()
+			if taken != tt.want || len(b.actions) != tt.want {
+				t.Errorf("took %d actions, want %d", taken, tt.want)
+			}
+			if len(b.actions) > 1 && len(b.body()) > tt.limit {
+				t.Errorf("body of %d bytes past the limit %d", len(b.body()), tt.limit)
+			}
+			if err := checkBody(b); err != nil {
+				t.Error(err)
+			}
+			if from, to := b.tokens(); from != 1 || to != uint64(tt.want+1) {
+				t.Errorf("tokens [%d, %d), want [1, %d)", from, to, tt.want+1)
+			}
+		})
 	}
 }
 
-// TestBatchMoveLast checks that an action moved to the next batch keeps
-// its lines, and leaves the batch it came from as if never added.
-func TestBatchMoveLast(t *testing.T) {
+// TestBatchRetrySubset checks the ways the sink makes a body of the
+// actions left to retry: in place, moved to a new buffer (while the
+// transport may still read the old one) and split in two (413).
+func TestBatchRetrySubset(t *testing.T) {
 	t.Parallel()
-	p, _ := parseIndexPattern(DefaultIndex)
-	enc := newEncoder(testContainer, p, false)
-	a, b := getBatch(), getBatch()
-	defer a.release()
-	defer b.release()
-	for i := range 3 {
-		a.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: []byte(fmt.Sprint("line-", i))}}, uint64(i))
+	keep := func(b *batch, idx ...int) {
+		var kept []action
+		for _, i := range idx {
+			kept = append(kept, b.actions[i])
+		}
+		b.actions = append(b.actions[:0], kept...)
 	}
-	last := string(a.actions[2].line)
-	before := string(a.buf[:len(a.buf)-len(last)])
-	a.moveLast(b)
-	if len(a.actions) != 2 || string(a.buf) != before {
-		t.Errorf("batch left with %d actions and body\n%s", len(a.actions), a.buf)
+	t.Run("compact", func(t *testing.T) {
+		t.Parallel()
+		b := testBatch(t, 6, 0)
+		keep(b, 1, 2, 5)
+		b.compact()
+		if got := fmt.Sprint(batchLogs(t, b)); got != "[line-1 line-2 line-5]" {
+			t.Errorf("after compact %s", got)
+		}
+	})
+	t.Run("moveTo", func(t *testing.T) {
+		t.Parallel()
+		b := testBatch(t, 6, 0)
+		oldBody := string(b.body())
+		b.held = true
+		keep(b, 0, 4)
+		old := b.moveTo(&forward.Buffer{})
+		if string(old.B) != oldBody || b.held {
+			t.Errorf("the old buffer changed, or the batch still held")
+		}
+		if got := fmt.Sprint(batchLogs(t, b)); got != "[line-0 line-4]" {
+			t.Errorf("after moveTo %s", got)
+		}
+	})
+	t.Run("splitOff", func(t *testing.T) {
+		t.Parallel()
+		b := testBatch(t, 5, 0)
+		rest := b.splitOff(2, &forward.Buffer{})
+		if got := fmt.Sprint(batchLogs(t, b)); got != "[line-0 line-1]" {
+			t.Errorf("first half %s", got)
+		}
+		if got := fmt.Sprint(batchLogs(t, rest)); got != "[line-2 line-3 line-4]" {
+			t.Errorf("second half %s", got)
+		}
+		if from, to := rest.tokens(); from != 12 || to != 15 {
+			t.Errorf("second half's tokens [%d, %d)", from, to)
+		}
+	})
+}
+
+// bodyDoer answers _bulk requests with 201 for each action and keeps the
+// (uncompressed) bodies; with early set it answers without reading or
+// closing the body, as a server answering before it was all sent.
+type bodyDoer struct {
+	early  bool
+	mu     sync.Mutex // guards bodies
+	bodies [][]byte
+	open   []io.ReadCloser
+}
+
+func (d *bodyDoer) Do(r *http.Request) (*http.Response, error) {
+	n := 1
+	if d.early {
+		d.mu.Lock()
+		d.open = append(d.open, r.Body)
+		d.mu.Unlock()
+	} else {
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				return nil, err
+			}
+			body = zr
+		}
+		data, err := io.ReadAll(body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		d.bodies = append(d.bodies, data)
+		d.mu.Unlock()
+		n = bytes.Count(data, []byte("\n")) / 2
 	}
-	if len(b.actions) != 1 || string(b.buf) != last || string(b.actions[0].line) != last || b.actions[0].tok != 2 {
-		t.Errorf("next batch: %d actions, body %q", len(b.actions), b.buf)
-	}
-	if got := string(b.actions[0].doc()); !strings.Contains(got, `"log":"line-2"`) {
-		t.Errorf("moved document %s", got)
-	}
-	ev := forward.Event{Time: epoch.Add(2), Source: "stdout"}
-	if got, want := string(b.actions[0].id()), documentID(testContainer.ID, &ev, 0); got != want {
-		t.Errorf("moved id %s, want %s", got, want)
+	items := strings.Repeat(`{"create":{"status":201}},`, n)
+	return &http.Response{
+		StatusCode: 200,
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       io.NopCloser(strings.NewReader(`{"errors":false,"items":[` + strings.TrimSuffix(items, ",") + `]}`)),
+		Request:    r,
+	}, nil
+}
+
+// TestBulkRequestBody checks that a request's body is the batch's body,
+// compressed or not, and that a body the transport has not closed when
+// the request returns is left alone (held), unless it was a compressed
+// copy.
+func TestBulkRequestBody(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		compress, early, held bool
+	}{
+		{false, false, false},
+		{true, false, false},
+		{false, true, true},
+		{true, true, false},
+	} {
+		t.Run(fmt.Sprintf("gzip=%v early=%v", tc.compress, tc.early), func(t *testing.T) {
+			t.Parallel()
+			d := &bodyDoer{early: tc.early}
+			es, err := elastic.NewClient(elastic.SetURL("http://es.invalid:9200"), elastic.SetHttpClient(trackBodies{d}),
+				elastic.SetHealthcheck(false), elastic.SetSniff(false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &olivereClient{es: es, compress: tc.compress}
+			b := testBatch(t, 3, 0)
+			if tc.early {
+				b.actions = b.actions[:1]
+				b.buf.B = b.buf.B[:b.actions[0].size()]
+			}
+			res, err := c.Bulk(context.Background(), b)
+			if err != nil || len(res) != len(b.actions) || res[0].status != 201 {
+				t.Fatalf("results %v, error %v", res, err)
+			}
+			if b.held != tc.held {
+				t.Errorf("held %v, want %v", b.held, tc.held)
+			}
+			if !tc.early && (len(d.bodies) != 1 || !bytes.Equal(d.bodies[0], b.body())) {
+				t.Errorf("bodies sent %q, want %q", d.bodies, b.body())
+			}
+			for _, rc := range d.open {
+				rc.Close()
+			}
+		})
 	}
 }

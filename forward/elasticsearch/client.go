@@ -16,7 +16,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/olivere/elastic/v7"
 )
@@ -25,10 +27,12 @@ import (
 // library behind it (olivere/elastic, unmaintained) stays in this file, so
 // that it can be replaced without touching the sink; tests fake it.
 type bulkClient interface {
-	// Bulk sends one _bulk request of create actions and returns one
-	// result per action, in order. An error means the whole request
-	// failed; it is a *requestError unless ctx ended.
-	Bulk(ctx context.Context, actions []action) ([]itemResult, error)
+	// Bulk sends b as one _bulk request of create actions, b.body() as
+	// its body, and returns one result per action, in order. An error
+	// means the whole request failed; it is a *requestError unless ctx
+	// ended. It sets b.held when the body may still be read after it
+	// returned.
+	Bulk(ctx context.Context, b *batch) ([]itemResult, error)
 	// PutIndexTemplate installs a composable index template.
 	PutIndexTemplate(ctx context.Context, name, body string) error
 	// Stop ends the client's background health checks and waits for them.
@@ -76,7 +80,7 @@ func dialOlivere(cfg Config, doer elastic.Doer) dialFunc {
 		es, err := elastic.DialContext(ctx,
 			elastic.SetURL(cfg.URLs...),
 			elastic.SetScheme(scheme),
-			elastic.SetHttpClient(doer),
+			elastic.SetHttpClient(trackBodies{doer}),
 			elastic.SetSniff(cfg.Sniff),
 			elastic.SetHealthcheck(true),
 			elastic.SetHealthcheckInterval(cfg.HealthcheckInterval),
@@ -94,24 +98,39 @@ func dialOlivere(cfg Config, doer elastic.Doer) dialFunc {
 	}
 }
 
-// Bulk sends the actions' lines as they are, as one _bulk request through
-// the library's PerformRequest (which picks a live node), and reads the
+// Bulk sends the batch's body as it is, as one _bulk request through the
+// library's PerformRequest (which picks a live node), and reads the
 // answer with parseBulkResponse: the library's BulkService would encode
-// every action again and decode every field of the answer.
-func (c *olivereClient) Bulk(ctx context.Context, actions []action) ([]itemResult, error) {
-	var gz *gzip.Writer
+// every action again and decode every field of the answer. The library
+// takes a body only as a string (or a value to marshal), so the body is
+// handed to it as a string over the batch's buffer, without a copy: the
+// sink neither writes to nor reuses the buffer until Bulk returned, nor
+// afterwards while the transport may still read it (b.held, see
+// trackBodies), and the string does not outlive the request.
+func (c *olivereClient) Bulk(ctx context.Context, b *batch) ([]itemResult, error) {
+	body := b.body()
+	var zbuf *bytes.Buffer
 	if c.compress {
-		gz = gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(gz)
+		zbuf = gzipBuffers.Get().(*bytes.Buffer)
+		zbuf.Reset()
+		gz := gzipWriters.Get().(*gzip.Writer)
+		gz.Reset(zbuf)
+		_, err := gz.Write(body)
+		if err == nil {
+			err = gz.Close()
+		}
+		gzipWriters.Put(gz)
+		if err != nil {
+			gzipBuffers.Put(zbuf)
+			return nil, &requestError{err: fmt.Errorf("compress bulk body: %w", err)}
+		}
+		body = zbuf.Bytes()
 	}
-	body, err := bulkBody(actions, gz)
-	if err != nil {
-		return nil, &requestError{err: err}
-	}
+	use := new(bodyUse)
 	opts := elastic.PerformRequestOptions{
 		Method:      http.MethodPost,
 		Path:        "/_bulk",
-		Body:        body,
+		Body:        unsafe.String(unsafe.SliceData(body), len(body)),
 		ContentType: "application/x-ndjson",
 		Params:      url.Values{"filter_path": {bulkFilterPath}},
 		// The answer is read here, into a reused buffer.
@@ -123,6 +142,20 @@ func (c *olivereClient) Bulk(ctx context.Context, actions []action) ([]itemResul
 	if c.compress {
 		opts.Headers = http.Header{"Content-Encoding": {"gzip"}}
 	}
+	results, err := c.perform(context.WithValue(ctx, bodyUseKey{}, use), opts, len(b.actions))
+	if use.open.Load() > 0 {
+		// The transport may still read the body: leave it alone.
+		if zbuf == nil {
+			b.held = true
+		}
+	} else if zbuf != nil {
+		gzipBuffers.Put(zbuf)
+	}
+	return results, err
+}
+
+// perform sends a _bulk request of n actions and reads its answer.
+func (c *olivereClient) perform(ctx context.Context, opts elastic.PerformRequestOptions, n int) ([]itemResult, error) {
 	res, err := c.es.PerformRequest(ctx, opts)
 	if res != nil && res.BodyReader != nil {
 		defer res.BodyReader.Close()
@@ -139,11 +172,61 @@ func (c *olivereClient) Bulk(ctx context.Context, actions []action) ([]itemResul
 	if _, err := buf.ReadFrom(res.BodyReader); err != nil {
 		return nil, toRequestError(ctx, fmt.Errorf("read bulk response: %w", err))
 	}
-	results := make([]itemResult, len(actions))
+	results := make([]itemResult, n)
 	if err := parseBulkResponse(buf.Bytes(), results); err != nil {
 		return nil, &requestError{err: err}
 	}
 	return results, nil
+}
+
+// bodyUse counts the request bodies of one Bulk call that the transport
+// has not closed yet: net/http may go on reading a body after the request
+// returned (when the answer came before the body was sent in full, or the
+// request was cancelled), and closes it once it is done with it.
+type bodyUse struct{ open atomic.Int32 }
+
+// bodyUseKey is the context key of a request's *bodyUse.
+type bodyUseKey struct{}
+
+// trackedBody is a request body counted in a bodyUse until closed.
+type trackedBody struct {
+	io.ReadCloser
+	use    *bodyUse
+	closed atomic.Bool
+}
+
+func (t *trackedBody) Close() error {
+	err := t.ReadCloser.Close()
+	if t.closed.CompareAndSwap(false, true) {
+		t.use.open.Add(-1)
+	}
+	return err
+}
+
+// trackBodies is an elastic.Doer that counts the bodies of requests whose
+// context holds a *bodyUse, so that Bulk knows whether the transport is
+// done with the batch's buffer when the request returns.
+type trackBodies struct{ next elastic.Doer }
+
+func (d trackBodies) Do(r *http.Request) (*http.Response, error) {
+	if use, ok := r.Context().Value(bodyUseKey{}).(*bodyUse); ok && r.Body != nil && r.Body != http.NoBody {
+		track := func(rc io.ReadCloser) io.ReadCloser {
+			use.open.Add(1)
+			return &trackedBody{ReadCloser: rc, use: use}
+		}
+		r.Body = track(r.Body)
+		if get := r.GetBody; get != nil {
+			// A body the transport makes to send the request again.
+			r.GetBody = func() (io.ReadCloser, error) {
+				rc, err := get()
+				if err != nil || rc == nil || rc == http.NoBody {
+					return rc, err
+				}
+				return track(rc), nil
+			}
+		}
+	}
+	return d.next.Do(r)
 }
 
 // bulkFilterPath asks Elasticsearch to answer a _bulk request with only
@@ -153,10 +236,12 @@ func (c *olivereClient) Bulk(ctx context.Context, actions []action) ([]itemResul
 // Servers that ignore it answer in full, which parses the same.
 const bulkFilterPath = "errors,items.*.status,items.*.error"
 
-// gzipWriters and responseBuffers are reused by every client: a gzip
-// writer allocates hundreds of KiB, and answers are as long as requests.
+// gzipWriters, gzipBuffers and responseBuffers are reused by every
+// client: a gzip writer allocates hundreds of KiB, compressed bodies are
+// a fraction of the batch memory's, and answers are as long as requests.
 var (
 	gzipWriters     = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+	gzipBuffers     = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 

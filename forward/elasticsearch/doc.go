@@ -95,4 +95,21 @@
 // Documents refused for good (mapping errors and other 4xx) are appended to
 // the dead-letter file beside the container's logs, counted, and logged at
 // a limited rate; they are never retried.
+//
+// # Memory
+//
+// Events wait for their batch where they are queued: on disk, or in the
+// memory queue. Only once a batch's worth is there (elasticsearch-bulk-
+// actions, or a full buffer), or the flush interval has passed, does the
+// batching goroutine take a buffer from the batch memory shared by every
+// sink of the plugin (forward.Batches: 2 MiB, at most 256 KiB a batch, 32
+// KiB past the limit for a sink that waited 50ms for room) and encode the
+// events straight from the queue into it, back to back: the buffer is the
+// request's body, handed to the client without a copy. A batch is thus at
+// most elasticsearch-bulk-size, and often less. The buffer is kept until
+// every document of the batch is settled, retries included (the documents
+// to retry are moved to its front: their body), and given back then. So a
+// sink holds at most two batches (cfg.Workers plus one), whatever the
+// number of events waiting, and a hundred sinks, even all retrying while
+// Elasticsearch is down, hold a few MiB of batches.
 package elasticsearch

@@ -156,6 +156,9 @@ type encoder struct {
 	// its "source" field.
 	lastSource  string
 	sourceField []byte
+	// over is what the previous action took beyond its line, for
+	// estimate.
+	over int
 }
 
 func newEncoder(c forward.Container, p *indexPattern, parseJSON bool) *encoder {
@@ -241,7 +244,22 @@ func (e *encoder) appendAction(b []byte, it *item) ([]byte, action) {
 
 	a.line = b[start:len(b):len(b)]
 	a.idAt, a.docAt = idStart-start, docStart-start
+	e.over = max(len(a.line)-len(ev.Line), 0)
 	return b, a
+}
+
+// estimate returns about the most bytes the action of ev may take: what
+// the previous action took beyond its line (the action line and fields,
+// with log-format=json those of its JSON line too), and twice ev's line
+// (escaped, and its JSON fields). It errs on the large side for most
+// lines, but is no bound: a line of control characters takes six bytes
+// for one.
+func (e *encoder) estimate(ev *forward.Event) int {
+	n := e.over + 2*len(ev.Line)
+	if e.parseJSON {
+		n += len(ev.Line)
+	}
+	return n
 }
 
 // appendTime appends t in UTC as RFC 3339 with all nine digits of

@@ -162,6 +162,9 @@ type Config struct {
 	// ErrorLogInterval is the least time between two error logs of one
 	// kind; the ones in between are counted in the next. Default 10s.
 	ErrorLogInterval time.Duration
+	// Batches hands out the buffers batches are encoded in, bounding their
+	// memory across sinks; default forward.DefaultBatches.
+	Batches *forward.Batches
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -195,6 +198,9 @@ func (c Config) withDefaults() Config {
 	def(&c.ErrorLogInterval, 10*time.Second)
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = c.RetryMin
+	}
+	if c.Batches == nil {
+		c.Batches = forward.DefaultBatches
 	}
 	return c
 }

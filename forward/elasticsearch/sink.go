@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -115,6 +116,7 @@ type Sink struct {
 	mem       *forward.Queue // nil with a disk buffer
 	disk      *diskq.Queue   // nil without
 	dial      dialFunc
+	batches   *forward.Batches
 	// merge reassembles split lines before they are queued; nil without
 	// partial-merge.
 	merge *forward.MergeStage
@@ -153,7 +155,8 @@ type Sink struct {
 // forward.Queue in memory, or a diskq.Queue, whose events stay until
 // acknowledged.
 type buffer interface {
-	Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error)
+	Wait(ctx context.Context, minEvents int, minBytes int64) error
+	Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error)
 	Ack(from, to uint64)
 	Len() (events int, bytes int64)
 	Dropped() uint64
@@ -207,6 +210,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		log:       log,
 		limit:     forward.NewRateLog(log, cfg.ErrorLogInterval),
 		dial:      dial,
+		batches:   cfg.Batches,
 		dead:      &deadLetter{path: cfg.DeadLetterPath, max: cfg.DeadLetterMaxSize},
 		done:      make(chan struct{}),
 		closing:   make(chan struct{}),
@@ -438,13 +442,11 @@ func (s *Sink) run(ctx context.Context) {
 		}
 	} else {
 		// Only after a hard stop can events be left. A done context makes
-		// Pop hand out what is there without waiting.
-		done, stop := context.WithCancel(context.Background())
-		stop()
+		// Read hand out what is there without waiting.
 		for {
-			evs, err := s.mem.Pop(done, nil, 1<<16, 1<<30)
-			s.unsent.Add(uint64(len(evs)))
-			if err != nil {
+			n, err := s.mem.Read(doneContext, 1<<16, math.MaxInt, func(*forward.Item) bool { return true })
+			s.unsent.Add(uint64(n))
+			if err != nil || n == 0 {
 				break
 			}
 		}
@@ -463,105 +465,100 @@ func (s *Sink) run(ctx context.Context) {
 	}
 }
 
-// batch pops events in queue order, encodes them and hands batches to the
-// workers: a batch is full at cfg.BulkActions documents or cfg.BulkSize
-// bytes, and goes when full, cfg.FlushInterval after its first document,
-// or at once when the sink is closing. It closes batches when the queue is
-// closed and empty or ctx ends.
+// batch encodes queued events in order into batches and hands them to
+// the workers: a batch goes at cfg.BulkActions documents or when its
+// buffer is full (cfg.BulkSize, or less as the batch memory grants),
+// cfg.FlushInterval after its first event was queued, or at once when
+// the sink is closing. Events wait where they are queued, on disk or in
+// the memory queue, while the batch fills: the batch's buffer is taken
+// only once they are there to be encoded, straight from the queue into
+// it. It closes batches when the queue is closed and empty or ctx ends.
 func (s *Sink) batch(ctx context.Context, batches chan<- *batch) {
 	defer close(batches)
 	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
-	var (
-		evs []forward.Item
-		// fill is the batch being filled; full are batches filled up
-		// already, in order, when an action that did not fit in one
-		// started the next.
-		fill = getBatch()
-		full []*batch
-	)
-	defer func() { fill.release() }()
-	lost := func() {
-		n := len(fill.actions)
-		for _, b := range full {
-			n += len(b.actions)
-			b.release()
-		}
-		s.abandon(n)
-	}
-	complete := func(b *batch) bool {
-		return len(b.actions) >= s.cfg.BulkActions || b.size() >= s.cfg.BulkSize
-	}
+	// A batch waits for BulkActions events, or for as many bytes queued as
+	// its buffer may hold: an event takes more encoded than queued, so
+	// they fill it.
+	fullBytes := int64(min(s.cfg.BulkSize, max(int(s.batches.Max()/8), forward.MinBatchBuffer)))
+	// behind is set when the last batch left events for the next: those
+	// have waited already.
+	behind := false
 	for {
-		var (
-			closed   bool
-			deadline time.Time
-		)
-		for len(full) == 0 && !complete(fill) {
-			popCtx, cancel := ctx, context.CancelFunc(func() {})
-			if len(fill.actions) > 0 {
-				if deadline.IsZero() {
-					deadline = time.Now().Add(s.cfg.FlushInterval)
-				}
-				popCtx, cancel = context.WithDeadline(ctx, deadline)
-			}
-			var err error
-			evs, err = s.queue.Next(popCtx, evs[:0], s.cfg.BulkActions-len(fill.actions), s.cfg.BulkSize-fill.size())
+		if err := s.queue.Wait(ctx, 1, 1); err != nil {
+			return // closed and empty, or ctx ended
+		}
+		if !behind {
+			linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
+			_ = s.queue.Wait(linger, s.cfg.BulkActions, fullBytes)
 			cancel()
-			for i := range evs {
-				fill.add(enc, &item{ev: evs[i].Event, seq: evs[i].Seq}, evs[i].Token)
-				evs[i] = forward.Item{} // a disk buffer reuses the line
-				if n := len(fill.actions); n > 1 && (fill.size() > s.cfg.BulkSize || n > s.cfg.BulkActions) {
-					// The last action starts the next batch.
-					next := getBatch()
-					fill.moveLast(next)
-					full = append(full, fill)
-					fill = next
-				}
-			}
-			if ctx.Err() != nil {
-				lost()
-				return
-			}
-			if errors.Is(err, forward.ErrQueueClosed) {
-				closed = true
-				break
-			}
-			if err != nil { // the flush interval passed
-				break
-			}
 		}
-		if len(full) == 0 && len(fill.actions) > 0 {
-			full = append(full, fill)
-			fill = getBatch()
+		b := s.fill(ctx, enc)
+		if b == nil {
+			return // ctx ended
 		}
-		for i, b := range full {
-			select {
-			case batches <- b:
-				full[i] = nil
-			case <-ctx.Done():
-				full = full[i:]
-				lost()
-				return
-			}
+		behind = b.full
+		if len(b.actions) == 0 {
+			b.release(s.batches)
+			continue
 		}
-		full = full[:0]
-		if closed && len(fill.actions) == 0 {
+		select {
+		case batches <- b:
+		case <-ctx.Done():
+			s.abandon(len(b.actions))
+			b.release(s.batches)
 			return
 		}
 	}
 }
 
+// fill takes a buffer from the batch memory and encodes the queued events
+// into it, as one batch; nil when ctx ends.
+func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
+	buf := s.batches.Get(ctx, s.cfg.BulkSize)
+	if buf == nil {
+		return nil
+	}
+	b := getBatch(buf)
+	limit := min(buf.Grant(), s.cfg.BulkSize)
+	take := func(it *forward.Item) bool {
+		return b.add(enc, &item{ev: it.Event, seq: it.Seq}, it.Token, limit)
+	}
+	readCtx := ctx
+	for !b.full && len(b.actions) < s.cfg.BulkActions {
+		n, err := s.queue.Read(readCtx, s.cfg.BulkActions-len(b.actions), math.MaxInt, take)
+		if err != nil || n == 0 {
+			break
+		}
+		readCtx = doneContext // later reads take only what is there
+	}
+	b.full = b.full || len(b.actions) >= s.cfg.BulkActions
+	b.repoint() // the buffer may have grown for an action
+	if ctx.Err() != nil {
+		s.abandon(len(b.actions))
+		b.release(s.batches)
+		return nil
+	}
+	return b
+}
+
+// doneContext is a context that is already done: reading with it takes
+// what is there without waiting.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // work sends batches until there are no more.
 func (s *Sink) work(ctx context.Context, batches <-chan *batch) {
 	for b := range batches {
-		// deliver reorders b.actions: take the tokens first.
 		from, to := b.tokens()
 		if es, ok := s.client(ctx); !ok {
 			s.abandon(len(b.actions)) // drain: the batcher stops at ctx's end
-		} else if s.deliver(ctx, es, b.actions) {
+		} else if s.deliver(ctx, es, b) {
 			s.ack(from, to)
 		}
-		b.release()
+		b.release(s.batches)
 	}
 }
 
@@ -623,19 +620,20 @@ func (s *Sink) installTemplate(ctx context.Context) {
 	}
 }
 
-// deliver sends batch until every document is indexed, known to be there
+// deliver sends b until every document is indexed, known to be there
 // (409) or rejected for good, and then reports true; or until ctx ends,
 // and then reports false. Documents answered 429 or 5xx are sent again,
-// alone, after a backoff; so is the whole batch when the request fails.
-// It reorders batch, moving the documents to retry to its front.
-func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool {
-	pending := batch
-	for attempt := 1; len(pending) > 0; attempt++ {
+// alone, after a backoff (moved to the front of b's buffer, which is
+// their body again); so is the whole batch when the request fails. b
+// keeps its buffer meanwhile: without a disk buffer the documents are
+// nowhere else. It leaves in b the documents it did not settle.
+func (s *Sink) deliver(ctx context.Context, es bulkClient, b *batch) bool {
+	for attempt := 1; len(b.actions) > 0; attempt++ {
 		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		results, err := es.Bulk(reqCtx, pending)
+		results, err := es.Bulk(reqCtx, b)
 		cancel()
 		if ctx.Err() != nil {
-			s.abandon(len(pending))
+			s.abandon(len(b.actions))
 			return false
 		}
 		if err != nil {
@@ -645,21 +643,19 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool 
 				status = re.status
 			}
 			switch {
-			case status == http.StatusRequestEntityTooLarge && len(pending) > 1:
-				half := len(pending) / 2
-				first := s.deliver(ctx, es, pending[:half])
-				return s.deliver(ctx, es, pending[half:]) && first
-			case !retryableRequest(status, len(pending)):
-				for i := range pending {
-					s.reject(&pending[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
+			case status == http.StatusRequestEntityTooLarge && len(b.actions) > 1:
+				return s.deliverHalves(ctx, es, b)
+			case !retryableRequest(status, len(b.actions)):
+				for i := range b.actions {
+					s.reject(&b.actions[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
 				}
 				return true
 			}
 			s.requestFailures.Add(1)
 			s.retryCount.Add(1)
-			s.limit.Error("request", "bulk request failed, retrying", "err", err, "documents", len(pending))
+			s.limit.Error("request", "bulk request failed, retrying", "err", err, "documents", len(b.actions))
 		} else {
-			retry := pending[:0]
+			retry := b.actions[:0] // in place: retry[j] is written after b.actions[j] is read
 			for i, r := range results {
 				switch {
 				case r.status >= 200 && r.status < 300:
@@ -667,25 +663,71 @@ func (s *Sink) deliver(ctx context.Context, es bulkClient, batch []action) bool 
 				case r.status == http.StatusConflict:
 					s.duplicates.Add(1)
 				case retryableItem(r.status):
-					retry = append(retry, pending[i])
+					retry = append(retry, b.actions[i])
 				default:
-					s.reject(&pending[i], r)
+					s.reject(&b.actions[i], r)
 				}
 			}
-			pending = retry
-			if len(pending) == 0 {
+			clear(b.actions[len(retry):])
+			b.actions = retry
+			if len(b.actions) == 0 {
 				return true
 			}
-			s.retries.Add(uint64(len(pending)))
+			if !s.compact(ctx, b) {
+				s.abandon(len(b.actions))
+				return false
+			}
+			s.retries.Add(uint64(len(b.actions)))
 			s.retryCount.Add(1)
 			s.limit.Error("retry", "elasticsearch refused documents for now, retrying",
-				"documents", len(pending), "status", results[firstRetry(results)].status)
+				"documents", len(b.actions), "status", results[firstRetry(results)].status)
 		}
 		if !sleep(ctx, s.backoff(attempt)) {
-			s.abandon(len(pending))
+			s.abandon(len(b.actions))
 			return false
 		}
 	}
+	return true
+}
+
+// deliverHalves delivers the two halves of b, too large a request for
+// Elasticsearch (413), one after the other: the second in a buffer of its
+// own.
+func (s *Sink) deliverHalves(ctx context.Context, es bulkClient, b *batch) bool {
+	half := len(b.actions) / 2
+	n := 0
+	for i := range b.actions[half:] {
+		n += b.actions[half+i].size()
+	}
+	buf := s.batches.Get(ctx, n)
+	if buf == nil {
+		s.abandon(len(b.actions))
+		return false
+	}
+	rest := b.splitOff(half, buf)
+	defer rest.release(s.batches)
+	first := s.deliver(ctx, es, b)
+	return s.deliver(ctx, es, rest) && first
+}
+
+// compact makes b's buffer the body of its actions (those to retry) again:
+// it moves their lines to its front, or, if the transport may still read
+// it, copies them to a new buffer and forgets the old one. It reports
+// false if ctx ended first.
+func (s *Sink) compact(ctx context.Context, b *batch) bool {
+	if !b.held {
+		b.compact()
+		return true
+	}
+	n := 0
+	for i := range b.actions {
+		n += b.actions[i].size()
+	}
+	buf := s.batches.Get(ctx, n)
+	if buf == nil {
+		return false
+	}
+	s.batches.Forget(b.moveTo(buf))
 	return true
 }
 

@@ -881,7 +881,11 @@ type fakeClient struct {
 	sent [][]action
 }
 
-func (f *fakeClient) Bulk(_ context.Context, actions []action) ([]itemResult, error) {
+func (f *fakeClient) Bulk(_ context.Context, b *batch) ([]itemResult, error) {
+	if err := checkBody(b); err != nil {
+		return nil, err
+	}
+	actions := b.actions
 	sent := append([]action(nil), actions...)
 	for i := range sent { // the sink reuses the buffer they point into
 		sent[i].line = bytes.Clone(sent[i].line)
@@ -905,6 +909,23 @@ func (f *fakeClient) batches() [][]action {
 	return append([][]action(nil), f.sent...)
 }
 
+// checkBody returns a 400 error, which rejects every document (and so
+// fails the test), unless b's body is its actions' lines back to back,
+// each a create action and its document.
+func checkBody(b *batch) error {
+	var want []byte
+	for _, a := range b.actions {
+		if !bytes.HasPrefix(a.line, []byte(`{"create":`)) || bytes.Count(a.line, []byte("\n")) != 2 {
+			return &requestError{status: 400, err: fmt.Errorf("malformed action %q", a.line)}
+		}
+		want = append(want, a.line...)
+	}
+	if !bytes.Equal(b.body(), want) {
+		return &requestError{status: 400, err: fmt.Errorf("body\n%s\nis not the actions\n%s", b.body(), want)}
+	}
+	return nil
+}
+
 // scriptClient answers each Bulk call with its script.
 type scriptClient struct {
 	mu       sync.Mutex // guards calls and sizes
@@ -915,7 +936,11 @@ type scriptClient struct {
 	tcalls   int
 }
 
-func (c *scriptClient) Bulk(_ context.Context, actions []action) ([]itemResult, error) {
+func (c *scriptClient) Bulk(_ context.Context, b *batch) ([]itemResult, error) {
+	if err := checkBody(b); err != nil {
+		return nil, err
+	}
+	actions := b.actions
 	c.mu.Lock()
 	call := c.calls
 	c.calls++

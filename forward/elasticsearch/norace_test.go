@@ -1,0 +1,5 @@
+//go:build !race
+
+package elasticsearch
+
+const raceEnabled = false
