@@ -201,18 +201,10 @@ func (q *Queue) Pop(ctx context.Context, dst []Event, maxEvents, maxBytes int) (
 	return dst, err
 }
 
-// Next is Pop for Items, the way a sink takes events from a buffer that
-// may also be a disk buffer: the queue forgets them as it hands them out,
-// so Ack has nothing to do.
-func (q *Queue) Next(ctx context.Context, dst []Item, maxEvents, maxBytes int) ([]Item, error) {
-	err := q.pop(ctx, maxEvents, maxBytes, func(it Item) { dst = append(dst, it) })
-	return dst, err
-}
-
 // readChunk is how many events Read takes from the ring at a time.
 const readChunk = 64
 
-// Read waits like Next until the queue holds an event, then passes queued
+// Read waits like Pop until the queue holds an event, then passes queued
 // events to fn, oldest first: up to maxEvents of them, and maxBytes by
 // EventSize (but always at least one). fn returns false to leave that
 // event, and those after it, in the queue. It returns how many events fn
@@ -310,7 +302,7 @@ func (q *Queue) Wait(ctx context.Context, minEvents int, minBytes int64) error {
 	}
 }
 
-// Ack does nothing: a Queue forgets events as Pop or Next hands them out.
+// Ack does nothing: a Queue forgets events as Pop or Read hands them out.
 // It is there for sinks that acknowledge what a disk buffer handed out.
 func (q *Queue) Ack(from, to uint64) {}
 

@@ -300,9 +300,13 @@ func TestQueueBlockWaitsForPop(t *testing.T) {
 func TestQueueItems(t *testing.T) {
 	q := NewQueue(QueueConfig{})
 	q.PushItem(Item{Event: ev("a"), Seq: 7, Token: 99})
-	items, err := q.Next(t.Context(), nil, 10, 1<<20)
+	var items []Item
+	_, err := q.Read(t.Context(), 10, 1<<20, func(it *Item) bool {
+		items = append(items, *it)
+		return true
+	})
 	if err != nil || len(items) != 1 || items[0].Seq != 7 || items[0].Token != 0 || string(items[0].Line) != "a" {
-		t.Errorf("Next = %+v, %v: want the seq kept and no token", items, err)
+		t.Errorf("Read = %+v, %v: want the seq kept and no token", items, err)
 	}
 	q.Ack(0, 1) // nothing to do, never fails
 }

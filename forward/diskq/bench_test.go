@@ -98,7 +98,6 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.SetBytes(int64(n * frameSize(&benchEvent, 0)))
 	b.ReportAllocs()
-	var items []forward.Item
 	for b.Loop() {
 		b.StopTimer()
 		dir := b.TempDir()
@@ -111,11 +110,8 @@ func BenchmarkReplay(b *testing.B) {
 		q.CloseWrite()
 		got := 0
 		for {
-			items, err = q.Next(b.Context(), items[:0], 1000, 1<<20)
-			if len(items) > 0 {
-				got += len(items)
-				q.Ack(items[0].Token, items[len(items)-1].Token+1)
-			}
+			k, err := readAck(b.Context(), q, 1000, 1<<20)
+			got += k
 			if errors.Is(err, forward.ErrQueueClosed) {
 				break
 			}
@@ -152,6 +148,23 @@ func copyDirB(b *testing.B, src, dst string) {
 	}
 }
 
+// readAck reads up to maxEvents entries, as a sink does, acknowledges them
+// and returns how many it took.
+func readAck(ctx context.Context, q *Queue, maxEvents, maxBytes int) (int, error) {
+	var from, to uint64
+	n, err := q.Read(ctx, maxEvents, maxBytes, func(it *forward.Item) bool {
+		if to == 0 {
+			from = it.Token
+		}
+		to = it.Token + 1
+		return true
+	})
+	if n > 0 {
+		q.Ack(from, to)
+	}
+	return n, err
+}
+
 // consume reads and acknowledges everything q hands out, in the background,
 // and sends how many entries it consumed once q is closed for writing and
 // drained.
@@ -159,14 +172,9 @@ func consume(q *Queue) <-chan int {
 	consumed := make(chan int, 1)
 	go func() {
 		n := 0
-		var items []forward.Item
 		for {
-			var err error
-			items, err = q.Next(context.Background(), items[:0], 10_000, 4<<20)
-			if len(items) > 0 {
-				n += len(items)
-				q.Ack(items[0].Token, items[len(items)-1].Token+1)
-			}
+			k, err := readAck(context.Background(), q, 10_000, 4<<20)
+			n += k
 			if err != nil {
 				consumed <- n
 				return

@@ -22,8 +22,7 @@
 //
 // Read (the sink's sender) hands entries back from the files, in order,
 // each with a token, to a callback, through a read window from a pool
-// given back when Read returns; Next is the same for a caller that keeps
-// the entries. Wait lets a sender wait, holding nothing, until a batch
+// given back when Read returns. Wait lets a sender wait, holding nothing, until a batch
 // worth of entries is on disk. Ack(from, to) acknowledges tokens, in any
 // order. Entries are handed out once per queue; those not acknowledged
 // when the queue is closed are handed out again by the next one. A sender

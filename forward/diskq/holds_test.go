@@ -26,7 +26,7 @@ func TestHolds(t *testing.T) {
 	q.Append(&forward.Event{Time: time.Unix(1, 0), Source: "stdout", Line: []byte("x")}, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	items, err := q.Next(ctx, nil, 10, 1<<20)
+	items, err := next(ctx, q, nil, 10, 1<<20)
 	if err != nil || len(items) != 1 {
 		t.Fatalf("Next: %d items, %v", len(items), err)
 	}

@@ -126,7 +126,7 @@ func (c Config) withDefaults() Config {
 // Stats are a Queue's counters.
 type Stats struct {
 	// Events is the number of entries held and not yet acknowledged:
-	// waiting in memory to be written, on disk, or handed out by Next.
+	// waiting in memory to be written, on disk, or handed out by Read.
 	Events int
 	// Bytes is what counts against Buffer.MaxSize: the segment files not
 	// yet deleted and the entries waiting in memory.
@@ -170,7 +170,7 @@ type segment struct {
 	size    int64 // readable end: the header and the frames written
 	start   int64 // where reading began
 	records int   // intact entries in [start, size)
-	handed  int   // entries handed out by Next
+	handed  int   // entries handed out by Read
 	acked   int   // entries acknowledged
 	rpos    int64 // where the reader is
 	commit  int64 // end of the acknowledged prefix
@@ -180,7 +180,7 @@ type segment struct {
 	deleted bool
 }
 
-// handout is an entry handed out by Read or Next, until it is
+// handout is an entry handed out by Read or Reread, until it is
 // acknowledged.
 type handout struct {
 	seg *segment
@@ -197,13 +197,13 @@ type handout struct {
 // Queue is a disk-backed FIFO of events for one destination of one
 // container: Append encodes an event into a small memory buffer, written
 // to segment files by Flush, by an Append that fills it, or by the
-// queue's goroutine after FlushDelay; Read and Next read them back in
+// queue's goroutine after FlushDelay; Read reads them back in
 // order, and Ack lets the queue delete them once the destination has them.
 // What is on disk outlives the process: a Queue opened later on the same
 // directory hands it out again. See the package documentation.
 //
-// Every method is safe for concurrent use; the reading ones (Read, Next,
-// Wait, Rewind, Reread) are serialised.
+// Every method is safe for concurrent use; the reading ones (Read, Wait,
+// Rewind, Reread) are serialised.
 type Queue struct {
 	cfg    Config
 	fs     FS
@@ -212,7 +212,7 @@ type Queue struct {
 	own    *generation
 
 	kick     chan struct{} // wakes the I/O goroutine
-	readWake chan struct{} // wakes a waiting Next
+	readWake chan struct{} // wakes a waiting Read or Wait
 	ready    chan struct{} // closed once the first adoption is done
 	stop     chan struct{} // closed by Close
 	done     chan struct{} // closed when the I/O goroutine returned
@@ -603,25 +603,6 @@ func (q *Queue) Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forw
 	return q.readLocked(ctx, maxEvents, maxBytes, fn)
 }
 
-// Next is Read for a caller that keeps the entries: it appends them to
-// dst, their lines copied into a buffer of the queue that stays valid
-// until the next call to Next.
-func (q *Queue) Next(ctx context.Context, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error) {
-	q.readMu.Lock()
-	defer q.readMu.Unlock()
-	r := &q.r
-	r.arena = r.arena[:0]
-	_, err := q.readLocked(ctx, maxEvents, maxBytes, func(it *forward.Item) bool {
-		start := len(r.arena)
-		r.arena = append(r.arena, it.Line...)
-		cp := *it
-		cp.Line = r.arena[start:len(r.arena):len(r.arena)]
-		dst = append(dst, cp)
-		return true
-	})
-	return dst, err
-}
-
 func (q *Queue) readLocked(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error) {
 	if maxEvents <= 0 {
 		maxEvents = 1
@@ -1003,7 +984,7 @@ func (q *Queue) Stats() Stats {
 }
 
 // CloseWrite makes later Appends drop their entry (and count it), wakes
-// Appends waiting for room, and makes Next return forward.ErrQueueClosed
+// Appends waiting for room, and makes Read return forward.ErrQueueClosed
 // once it has handed out everything. It is idempotent.
 func (q *Queue) CloseWrite() {
 	q.mu.Lock()

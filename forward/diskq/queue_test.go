@@ -1,6 +1,7 @@
 package diskq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,9 +78,9 @@ func take(t *testing.T, q *Queue, n int, ack bool) []int {
 	var items []forward.Item
 	for len(got) < n {
 		var err error
-		items, err = q.Next(ctx, items[:0], n-len(got), 1<<20)
+		items, err = next(ctx, q, items[:0], n-len(got), 1<<20)
 		if err != nil {
-			t.Fatalf("Next after %d of %d: %v", len(got), n, err)
+			t.Fatalf("read after %d of %d: %v", len(got), n, err)
 		}
 		for i := range items {
 			got = append(got, lineNo(t, &items[i]))
@@ -101,7 +102,7 @@ func drain(t *testing.T, q *Queue) []int {
 	var items []forward.Item
 	for {
 		var err error
-		items, err = q.Next(ctx, items[:0], 100, 1<<20)
+		items, err = next(ctx, q, items[:0], 100, 1<<20)
 		for i := range items {
 			got = append(got, lineNo(t, &items[i]))
 		}
@@ -200,7 +201,7 @@ func TestAppendAckReplayAcrossReopen(t *testing.T) {
 				var items []forward.Item
 				for len(items) < tc.read {
 					var err error
-					if items, err = q.Next(ctx, items, tc.read-len(items), 1<<20); err != nil {
+					if items, err = next(ctx, q, items, tc.read-len(items), 1<<20); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -236,16 +237,16 @@ func TestNextLimitsAndOrder(t *testing.T) {
 	q := open(t, fastConfig(t.TempDir()))
 	appendRange(q, 0, 50)
 	ctx := t.Context()
-	items, err := q.Next(ctx, nil, 10, 1<<20)
+	items, err := next(ctx, q, nil, 10, 1<<20)
 	if err != nil || len(items) != 10 {
 		t.Fatalf("Next(10) = %d items, %v", len(items), err)
 	}
 	size := forward.EventSize(new(event(10)))
-	items, err = q.Next(ctx, items[:0], 100, 2*size+1)
+	items, err = next(ctx, q, items[:0], 100, 2*size+1)
 	if err != nil || len(items) != 2 {
 		t.Fatalf("Next by bytes = %d items, %v", len(items), err)
 	}
-	items, err = q.Next(ctx, items[:0], 100, 1)
+	items, err = next(ctx, q, items[:0], 100, 1)
 	if err != nil || len(items) != 1 || lineNo(t, &items[0]) != 12 {
 		t.Fatalf("Next always hands out one: %d items, %v", len(items), err)
 	}
@@ -255,7 +256,7 @@ func TestNextLimitsAndOrder(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(seq(13, 50)) {
 		t.Errorf("got %v", got)
 	}
-	if _, err := q.Next(short, nil, 1, 1); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := next(short, q, nil, 1, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next on an empty queue: %v", err)
 	}
 	// A waiting Next wakes up for a new entry.
@@ -641,6 +642,18 @@ func TestSharedBudget(t *testing.T) {
 	}
 }
 
+// next takes entries with Read and appends them to dst, their lines
+// copied, as a sink that keeps them would.
+func next(ctx context.Context, q *Queue, dst []forward.Item, maxEvents, maxBytes int) ([]forward.Item, error) {
+	_, err := q.Read(ctx, maxEvents, maxBytes, func(it *forward.Item) bool {
+		cp := *it
+		cp.Line = bytes.Clone(it.Line)
+		dst = append(dst, cp)
+		return true
+	})
+	return dst, err
+}
+
 // faultFS is the OS file system with a limit on the bytes written to
 // segment files, past which writes fail as on a full disk.
 type faultFS struct {
@@ -824,7 +837,7 @@ func TestBigEntries(t *testing.T) {
 	q = open(t, cfg)
 	ctx := t.Context()
 	for i := range 5 {
-		items, err := q.Next(ctx, nil, 1, 1)
+		items, err := next(ctx, q, nil, 1, 1)
 		if err != nil || len(items) != 1 || len(items[0].Line) != 300<<10 || items[0].Line[0] != byte('0'+i) {
 			t.Fatalf("entry %d: %d items, %v", i, len(items), err)
 		}
@@ -865,7 +878,7 @@ func TestConcurrentUse(t *testing.T) {
 	var items, held []forward.Item
 	for len(seen) < writers*per {
 		var err error
-		items, err = q.Next(t.Context(), items[:0], 17, 1<<20)
+		items, err = next(t.Context(), q, items[:0], 17, 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -901,8 +914,8 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		appendRange(q, 0, 100)
 		go func() { // a Next waiting when Close comes
-			_, _ = q.Next(context.Background(), nil, 1000, 1<<20)
-			_, _ = q.Next(context.Background(), nil, 1000, 1<<20)
+			_, _ = next(context.Background(), q, nil, 1000, 1<<20)
+			_, _ = next(context.Background(), q, nil, 1000, 1<<20)
 		}()
 		if i%2 == 0 {
 			time.Sleep(5 * time.Millisecond)
@@ -940,7 +953,7 @@ func TestEveryEntryAccountedFor(t *testing.T) {
 			var items []forward.Item // in flight
 			for len(items) < 10 {
 				var err error
-				if items, err = q.Next(t.Context(), items, 10-len(items), 1<<20); err != nil {
+				if items, err = next(t.Context(), q, items, 10-len(items), 1<<20); err != nil {
 					t.Fatal(err)
 				}
 			}

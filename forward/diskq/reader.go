@@ -15,7 +15,6 @@ type reader struct {
 	seg     *segment
 	f       File
 	src     fileSource
-	arena   []byte  // the lines handed out by the last Next
 	starts  []int64 // start and end offsets of each entry taken by the last read
 	ends    []int64
 	skips   int  // corrupt regions passed over by the last read
