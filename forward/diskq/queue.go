@@ -999,7 +999,7 @@ func (q *Queue) CloseWrite() {
 // it cannot write are dropped and counted), fsyncs, records the
 // acknowledged position, deletes what was acknowledged, and releases the
 // directory for the next queue. Entries not acknowledged stay on disk. It
-// waits for the queue's goroutine; pending Next and Append calls return.
+// waits for the queue's goroutine; pending Read, Wait and Append calls return.
 // Later calls return ErrClosed.
 func (q *Queue) Close() error {
 	err := ErrClosed
