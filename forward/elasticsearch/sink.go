@@ -202,7 +202,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("sink", "elasticsearch", "container", shortID(c.ID))
+	log = log.With("container", shortID(c.ID), "destination", "elasticsearch")
 	s := &Sink{
 		cfg:       cfg,
 		pattern:   p,
