@@ -19,6 +19,7 @@ import (
 
 	"github.com/logferry/logferry/forward/elasticsearch/estest"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
+	"github.com/logferry/logferry/internal/tally"
 )
 
 // esServer starts an estest server that stops when the test ends.
@@ -195,15 +196,7 @@ burst %d`, burst, burst, burst),
 		}
 		counts[n]++
 	}
-	var missing, repeated []int
-	for i := 1; i <= total; i++ {
-		switch {
-		case counts[i] == 0:
-			missing = append(missing, i)
-		case counts[i] > 1:
-			repeated = append(repeated, i)
-		}
-	}
+	missing, repeated := tally.Gaps(counts, 1, total)
 	if len(missing) > 0 || len(repeated) > 0 || len(docs) != total {
 		t.Errorf("%d documents for %d lines; missing %s; indexed more than once %s", len(docs), total, fwdClipInts(missing), fwdClipInts(repeated))
 	}
