@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -15,7 +16,7 @@ const (
 	// the stream coalesces or writes. Without it the default 64 KiB does.
 	pipeSize = 1 << 20
 	// coalesceWait is how long a stream lets frames gather in the pipe
-	// after a read that found little: at full speed dockerd writes about
+	// after a read that emptied it: at full speed dockerd writes about
 	// 30 KB to a FIFO in that time. One read then takes hundreds of frames
 	// instead of waking the stream for each line.
 	coalesceWait = time.Millisecond
@@ -29,9 +30,10 @@ const (
 // After stop, reads return what is left in the pipe and then io.EOF instead
 // of waiting for more.
 //
-// Reads wait through the Driver's poller, and a read that found less than
-// half of what it asked for is followed by a short pause, so that a busy
-// container's frames are read in batches.
+// Reads wait through the Driver's poller, and a read that emptied the pipe
+// (it returned less than it asked for) is followed by a short pause, so
+// that a busy container's frames are read in batches rather than a few at
+// a time right after a large read.
 type fifo struct {
 	path   string
 	fd     int
@@ -39,7 +41,7 @@ type fifo struct {
 	ready  chan struct{}
 	// stopping is set by stop: reads no longer wait or pause.
 	stopping atomic.Bool
-	// short: the last read returned less than half of what it asked for.
+	// short: the last read returned less than it asked for.
 	short bool
 }
 
@@ -78,14 +80,12 @@ func (f *fifo) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if f.short && !f.stopping.Load() {
-		time.Sleep(coalesceWait)
-	}
+	f.pause()
 	for {
 		n, err := syscall.Read(f.fd, b)
 		switch {
 		case n > 0:
-			f.short = n < len(b)/2
+			f.short = n < len(b)
 			return n, nil
 		case err == nil:
 			return 0, io.EOF // cannot happen while the FIFO is open read-write
@@ -102,6 +102,38 @@ func (f *fifo) Read(b []byte) (int, error) {
 			return 0, fmt.Errorf("read fifo %q: %w", f.path, err)
 		}
 	}
+}
+
+// pause lets frames gather after a short read, unless stop was called.
+func (f *fifo) pause() {
+	if f.short && !f.stopping.Load() {
+		time.Sleep(coalesceWait)
+	}
+	f.short = false
+}
+
+// wait returns once the FIFO has data, or stop was called, after the pause
+// that Read would make: the caller then reads with a buffer it did not have
+// to hold while waiting.
+func (f *fifo) wait() error {
+	f.pause()
+	for !f.stopping.Load() {
+		var n int32
+		_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(f.fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			return fmt.Errorf("wait for fifo %q: %w", f.path, errno)
+		case n > 0:
+			return nil
+		}
+		if err := f.poller.arm(f.fd); err != nil {
+			return fmt.Errorf("wait for fifo %q: %w", f.path, err)
+		}
+		<-f.ready
+	}
+	return nil
 }
 
 // stop makes Read drain the pipe and then report io.EOF.

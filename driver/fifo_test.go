@@ -176,3 +176,56 @@ func TestFIFOAndPollerClose(t *testing.T) {
 		t.Fatalf("open with a closed poller: %v, want ErrClosed", err)
 	}
 }
+
+// TestFIFOWait: wait returns, without reading, once the FIFO has data or
+// stop is called.
+func TestFIFOWait(t *testing.T) {
+	tests := []struct {
+		name   string
+		before string // written before wait
+		after  string // written while wait waits
+		stop   bool   // stop is called while wait waits
+	}{
+		{name: "data there", before: "there"},
+		{name: "data arrives", after: "later"},
+		{name: "stop", stop: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, w := newTestFIFO(t)
+			if _, err := w.WriteString(tt.before); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- f.wait() }()
+			if tt.before == "" {
+				select {
+				case err := <-done:
+					t.Fatalf("wait returned %v with nothing to read", err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			if _, err := w.WriteString(tt.after); err != nil {
+				t.Fatal(err)
+			}
+			if tt.stop {
+				f.stop()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("wait: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("wait did not return within a minute")
+			}
+			want := readResult{data: tt.before + tt.after}
+			if tt.stop {
+				want.err = io.EOF
+			}
+			if r := receive(t, readAsync(t, f)); r != want {
+				t.Fatalf("read after wait: %+v, want %+v", r, want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -24,6 +25,10 @@ const frameHeader = 4
 // allows it): room for a couple of milliseconds of a busy container's
 // frames, which the FIFO reader lets gather before it reads.
 const minBuffer = 64 << 10
+
+// bufPool holds the minBuffer-sized read buffers that Decoders give back
+// when they have nothing buffered (Release).
+var bufPool = sync.Pool{New: func() any { return new([minBuffer]byte) }}
 
 // maxEmptyReads is how many reads in a row may return no data and no error
 // before a Decoder gives up with io.ErrNoProgress.
@@ -234,6 +239,19 @@ func (d *Decoder) Pending() (pending []byte, aligned bool) {
 	return bytes.Clone(d.buf[d.start:d.end]), d.skip == 0 && !d.resync
 }
 
+// Release gives the read buffer back to a pool shared by all Decoders if
+// nothing is buffered, so that an idle stream holds none; the next Decode
+// takes one again. The entries decoded so far are invalid afterwards.
+func (d *Decoder) Release() {
+	if d.start != d.end || d.skip > 0 || d.buf == nil {
+		return
+	}
+	if len(d.buf) == minBuffer {
+		bufPool.Put((*[minBuffer]byte)(d.buf))
+	}
+	d.buf, d.start, d.end = nil, 0, 0
+}
+
 // unexpected maps the end of the stream inside a frame to
 // io.ErrUnexpectedEOF and passes other errors through.
 func unexpected(err error) error {
@@ -271,7 +289,11 @@ func (d *Decoder) fill(n int) error {
 	}
 	buf := d.buf
 	if len(buf) < n {
-		buf = make([]byte, min(max(n, 2*len(buf), minBuffer), frameHeader+d.maxFrame))
+		if size := min(max(n, 2*len(buf), minBuffer), frameHeader+d.maxFrame); size == minBuffer {
+			buf = bufPool.Get().(*[minBuffer]byte)[:]
+		} else {
+			buf = make([]byte, size)
+		}
 	}
 	d.end = copy(buf, d.buf[d.start:d.end])
 	d.start = 0
@@ -349,11 +371,22 @@ func nextField(b []byte, known []protowire.Type) (field, []byte, error) {
 	return f, b[n:], nil
 }
 
+// One-byte tags of the fields dockerd writes for every entry.
+const (
+	tagSource   = byte(fieldSource)<<3 | byte(protowire.BytesType)
+	tagTimeNano = byte(fieldTimeNano)<<3 | byte(protowire.VarintType)
+	tagLine     = byte(fieldLine)<<3 | byte(protowire.BytesType)
+)
+
 // unmarshalEntry parses a LogEntry message into e, which must be zero. Like
 // protobuf, it skips unknown fields, keeps the last of repeated scalar
 // fields and merges repeated sub-messages.
 func unmarshalEntry(b []byte, e *LogEntry) error {
 	for len(b) > 0 {
+		if rest, ok := commonField(b, e); ok {
+			b = rest
+			continue
+		}
 		f, rest, err := nextField(b, entryTypes[:])
 		if err != nil {
 			return err
@@ -376,6 +409,53 @@ func unmarshalEntry(b []byte, e *LogEntry) error {
 		}
 	}
 	return nil
+}
+
+// commonField parses the field at the start of b into e if it is a well
+// formed source, time_nano or line, the fields of every entry, and returns
+// the rest of b. ok is false for any other field, left to nextField.
+func commonField(b []byte, e *LogEntry) (rest []byte, ok bool) {
+	switch b[0] {
+	case tagSource:
+		var v []byte
+		if v, rest, ok = lengthDelimited(b[1:]); ok {
+			e.Source = source(v)
+		}
+		return rest, ok
+	case tagTimeNano:
+		v, n := protowire.ConsumeVarint(b[1:])
+		if n < 0 {
+			return nil, false
+		}
+		e.TimeNano = int64(v)
+		return b[1+n:], true
+	case tagLine:
+		var v []byte
+		if v, rest, ok = lengthDelimited(b[1:]); ok {
+			e.Line = v
+		}
+		return rest, ok
+	}
+	return nil, false
+}
+
+// lengthDelimited splits b, which starts with a length-delimited value
+// after its tag, into that value and the rest, as protowire.ConsumeBytes
+// does; ok is false if b is malformed.
+func lengthDelimited(b []byte) (v, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, nil, false
+	}
+	m, n := uint64(b[0]), 1
+	if m >= 0x80 {
+		if m, n = protowire.ConsumeVarint(b); n < 0 {
+			return nil, nil, false
+		}
+	}
+	if m > uint64(len(b)-n) {
+		return nil, nil, false
+	}
+	return b[n:][:m], b[n+int(m):], true
 }
 
 // unmarshalMeta parses a PartialLogEntryMetadata message into the partial

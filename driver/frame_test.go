@@ -537,35 +537,54 @@ func TestDecodeStream(t *testing.T) {
 			{"half", iotest.HalfReader},
 			{"data with EOF", iotest.DataErrReader},
 		} {
-			t.Run(tc.name+"/"+rd.name, func(t *testing.T) {
-				d := NewDecoder(rd.wrap(bytes.NewReader(tc.stream)), tc.maxFrame)
-				limit := tc.maxFrame
-				if limit <= 0 {
-					limit = DefaultMaxFrame
+			for _, release := range []bool{false, true} {
+				name := tc.name + "/" + rd.name
+				if release {
+					name += "/release"
 				}
-				for i, s := range tc.steps {
-					var got LogEntry
-					err := d.Decode(&got)
-					if cap(d.buf) > 4+limit {
-						t.Fatalf("Decode %d: buffer of %d bytes, limit %d", i, cap(d.buf), limit)
-					}
-					if s.err != nil {
-						if !errors.Is(err, s.err) {
-							t.Fatalf("Decode %d: error %v, want %v", i, err, s.err)
-						}
-						if (s.err == io.EOF || s.err == io.ErrUnexpectedEOF) && err != s.err {
-							t.Fatalf("Decode %d: error %v, want %v unwrapped", i, err, s.err)
-						}
-						continue
-					}
-					if err != nil {
-						t.Fatalf("Decode %d: %v", i, err)
-					}
-					if !sameEntry(&got, s.want) {
-						t.Fatalf("Decode %d = %s, want %s", i, show(&got), show(s.want))
-					}
-				}
-			})
+				t.Run(name, func(t *testing.T) {
+					testDecodeSteps(t, rd.wrap(bytes.NewReader(tc.stream)), tc.maxFrame, tc.steps, release)
+				})
+			}
+		}
+	}
+}
+
+// testDecodeSteps decodes r with a Decoder of the given limit and checks the
+// outcome of each Decode against steps. With release, each is checked
+// before a Release, which must drop the buffer if it holds nothing.
+func testDecodeSteps(t *testing.T, r io.Reader, maxFrame int, steps []step, release bool) {
+	d := NewDecoder(r, maxFrame)
+	limit := maxFrame
+	if limit <= 0 {
+		limit = DefaultMaxFrame
+	}
+	for i, s := range steps {
+		if release {
+			d.Release()
+			if empty := d.Buffered() == 0 && d.skip == 0; empty != (d.buf == nil) {
+				t.Fatalf("Release before Decode %d: %d bytes buffered, %d to skip, buffer kept %v", i, d.Buffered(), d.skip, d.buf != nil)
+			}
+		}
+		var got LogEntry
+		err := d.Decode(&got)
+		if cap(d.buf) > 4+limit {
+			t.Fatalf("Decode %d: buffer of %d bytes, limit %d", i, cap(d.buf), limit)
+		}
+		if s.err != nil {
+			if !errors.Is(err, s.err) {
+				t.Fatalf("Decode %d: error %v, want %v", i, err, s.err)
+			}
+			if (s.err == io.EOF || s.err == io.ErrUnexpectedEOF) && err != s.err {
+				t.Fatalf("Decode %d: error %v, want %v unwrapped", i, err, s.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Decode %d: %v", i, err)
+		}
+		if !sameEntry(&got, s.want) {
+			t.Fatalf("Decode %d = %s, want %s", i, show(&got), show(s.want))
 		}
 	}
 }
@@ -756,25 +775,42 @@ func loopStream(entries ...*LogEntry) []byte {
 
 func TestDecodeAllocs(t *testing.T) {
 	line := bytes.Repeat([]byte("x"), 100)
-	stream := loopStream(
-		&LogEntry{Source: "stdout", TimeNano: 1700000000123456789, Line: line},
-		&LogEntry{Source: "stderr", TimeNano: 1700000000123456790, Line: line, Partial: true,
+	entries := []*LogEntry{
+		{Source: "stdout", TimeNano: 1700000000123456789, Line: line},
+		{Source: "stderr", TimeNano: 1700000000123456790, Line: line, Partial: true,
 			HasPartialMeta: true, PartialID: []byte("0123456789abcdef"), PartialOrdinal: 3},
-		&LogEntry{Source: "stdout", TimeNano: 1700000000123456791, Line: bytes.Repeat(line, 160),
+		{Source: "stdout", TimeNano: 1700000000123456791, Line: bytes.Repeat(line, 160),
 			HasPartialMeta: true, PartialLast: true, PartialID: []byte("0123456789abcdef"), PartialOrdinal: 4},
-	)
-	d := NewDecoder(&loopReader{data: stream}, 0)
-	var e LogEntry
-	decode := func() {
-		if err := d.Decode(&e); err != nil {
-			t.Fatal(err)
-		}
 	}
-	for range 1000 {
-		decode() // let the buffer reach its size
+	tests := []struct {
+		name    string
+		stream  []byte
+		release bool
+	}{
+		{"buffer kept", loopStream(entries...), false},
+		// Every read ends with a frame: the buffer goes back to the pool
+		// after each entry and is taken again.
+		{"buffer released", AppendFrame(nil, entries[0]), true},
 	}
-	if n := testing.AllocsPerRun(10000, decode); n != 0 {
-		t.Errorf("Decode: %v allocations, want 0", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := NewDecoder(&loopReader{data: tt.stream}, 0)
+			var e LogEntry
+			decode := func() {
+				if err := d.Decode(&e); err != nil {
+					t.Fatal(err)
+				}
+				if tt.release {
+					d.Release()
+				}
+			}
+			for range 1000 {
+				decode() // let the buffer reach its size
+			}
+			if n := testing.AllocsPerRun(10000, decode); n != 0 {
+				t.Errorf("Decode: %v allocations, want 0", n)
+			}
+		})
 	}
 }
 

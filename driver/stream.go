@@ -75,8 +75,8 @@ type stream struct {
 	// ev and partial are what forward hands to the sinks, reused.
 	ev      forward.Event
 	partial forward.Partial
-	// Scratch buffers reused for every entry.
-	line, rec []byte
+	// line is a scratch buffer reused for every entry.
+	line []byte
 
 	// Counters, read by Stats: entries read, frames skipped, failed
 	// writes, and records of this stream that are not in the file
@@ -91,10 +91,18 @@ func (s *stream) run() {
 	var e LogEntry
 	dirty := false
 	for {
-		if dirty && s.dec.Buffered() == 0 {
-			// Nothing more is buffered: flush before a read that may wait.
-			s.flush()
-			dirty = false
+		if s.dec.Buffered() == 0 {
+			if dirty {
+				// Nothing more is buffered: flush before a read that may wait.
+				s.flush()
+				dirty = false
+			}
+			// An idle stream holds no read buffer.
+			s.dec.Release()
+			if err := s.fifo.wait(); err != nil {
+				s.log.Error("read fifo", "error", err)
+				return
+			}
 		}
 		err := s.dec.Decode(&e)
 		switch {
@@ -130,16 +138,12 @@ func (s *stream) write(e *LogEntry) {
 		s.line = append(append(s.line[:0], e.Line...), '\n')
 		line = s.line
 	}
-	s.rec = s.enc.AppendJSON(s.rec[:0], &rotate.Entry{
-		Line:   line,
-		Stream: e.Source,
-		Time:   time.Unix(0, e.TimeNano),
-	}, s.attrs)
+	rec := rotate.Entry{Line: line, Stream: e.Source, Time: time.Unix(0, e.TimeNano)}
 	s.entries.Add(1)
 	s.forward(e)
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
-	err := s.files.w.Write(s.rec)
+	err := s.files.w.WriteEntry(&s.enc, &rec, s.attrs)
 	s.lost.Add(s.files.w.Lost() - lost)
 	s.files.mu.Unlock()
 	if err != nil {

@@ -57,8 +57,15 @@ func (enc *Encoder) AppendJSON(dst []byte, e *Entry, attrs []byte) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = append(dst, `"stream":`...)
-		dst = appendString(dst, []byte(e.Stream))
+		switch e.Stream {
+		case "stdout":
+			dst = append(dst, `"stream":"stdout"`...)
+		case "stderr":
+			dst = append(dst, `"stream":"stderr"`...)
+		default:
+			dst = append(dst, `"stream":`...)
+			dst = appendString(dst, []byte(e.Stream))
+		}
 	}
 	if len(attrs) != 0 {
 		if !first {
@@ -90,12 +97,15 @@ func (enc *Encoder) appendTime(dst []byte, t time.Time) []byte {
 	}
 	dst = append(dst, enc.clock[:enc.n]...)
 	if nsec != 0 {
+		// Nine digits, two at a time, each pair computed on its own.
+		ns := uint32(nsec)
 		var frac [10]byte
 		frac[0] = '.'
-		for i := 9; i >= 1; i-- {
-			frac[i] = byte('0' + nsec%10)
-			nsec /= 10
-		}
+		putPair(frac[1:], ns/1e7)
+		putPair(frac[3:], ns/1e5%100)
+		putPair(frac[5:], ns/1e3%100)
+		putPair(frac[7:], ns/10%100)
+		frac[9] = byte('0' + ns%10)
 		n := 10
 		for frac[n-1] == '0' {
 			n--
@@ -105,6 +115,32 @@ func (enc *Encoder) appendTime(dst []byte, t time.Time) []byte {
 	return append(dst, 'Z')
 }
 
+// digitPairs holds "00" to "99" one after the other.
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// putPair writes the two digits of d < 100 to b.
+func putPair(b []byte, d uint32) {
+	b[0], b[1] = digitPairs[2*d], digitPairs[2*d+1]
+}
+
+// plainByte tells the bytes that appear unescaped in a JSON string:
+// printable ASCII except quote, backslash, <, > and &.
+var plainByte = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string escaped exactly as json-file does:
 // control characters as \u00XX except \n and \r, HTML-sensitive <, > and &
 // as \u003c etc., invalid UTF-8 as \ufffd, and U+2028/U+2029 escaped.
@@ -113,15 +149,17 @@ func appendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i += plainWords(s[i:]); i == len(s) {
+		// Whole plain words, then plain bytes up to the first other byte:
+		// within the next word, or the last few bytes.
+		i += plainWords(s[i:])
+		for i < len(s) && plainByte[s[i]] {
+			i++
+		}
+		if i == len(s) {
 			break
 		}
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '\\' && b != '"' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch b {
 			case '\\', '"':

@@ -22,6 +22,9 @@ const (
 
 	// flushSize is how many buffered bytes make Write flush on its own.
 	flushSize = 64 << 10
+	// bufSize is the capacity of a Writer's buffer: room for flushSize
+	// bytes and the record that goes past them.
+	bufSize = 2 * flushSize
 
 	gzExt  = ".gz"
 	tmpExt = ".tmp"
@@ -70,7 +73,7 @@ type Writer struct {
 	// The fields below belong to the caller of Write, Flush and Close.
 
 	f           *os.File   // current file; nil until opened
-	buf         []byte     // whole records not yet written to f
+	buf         []byte     // whole records not yet written to f; nil between bursts (bufPool)
 	written     int64      // bytes in f, not counting buf
 	midLine     bool       // f ends inside a record (a crash or a failed write cut it)
 	shut        bool       // Close has been called
@@ -105,6 +108,11 @@ func NewWriter(path string, cfg Config) *Writer {
 	return &Writer{path: path, cfg: cfg, wake: make(chan struct{})}
 }
 
+// bufPool holds the buffers of Writers that have nothing buffered: a
+// Writer takes one for a burst of records and gives it back at Flush, so
+// that idle logs hold no buffer.
+var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
 // Write buffers rec, which must be exactly one complete record such as
 // AppendJSON makes. When the file has reached cfg.MaxSize, it is rotated
 // first. The buffer is flushed once it holds about 64 KiB. rec is copied:
@@ -115,6 +123,33 @@ func (w *Writer) Write(rec []byte) error {
 	}
 	if len(rec) == 0 {
 		return nil
+	}
+	if err := w.prepare(); err != nil {
+		return err
+	}
+	w.buf = append(w.buf, rec...)
+	return w.flushFull()
+}
+
+// WriteEntry buffers the record of e as enc.AppendJSON makes it, encoded
+// straight into the buffer; otherwise it is Write.
+func (w *Writer) WriteEntry(enc *Encoder, e *Entry, attrs []byte) error {
+	if w.shut {
+		return ErrClosed
+	}
+	if err := w.prepare(); err != nil {
+		return err
+	}
+	w.buf = enc.AppendJSON(w.buf, e, attrs)
+	return w.flushFull()
+}
+
+// prepare readies the file and the buffer for the next record: it takes a
+// buffer, opens the file, and rotates it when it has reached cfg.MaxSize.
+// A failure loses the record.
+func (w *Writer) prepare() error {
+	if w.buf == nil {
+		w.buf = bufPool.Get().(*[bufSize]byte)[:0]
 	}
 	if w.f == nil {
 		if err := w.open(); err != nil {
@@ -128,11 +163,27 @@ func (w *Writer) Write(rec []byte) error {
 			return err
 		}
 	}
-	w.buf = append(w.buf, rec...)
+	return nil
+}
+
+// flushFull flushes the buffer once it holds flushSize bytes.
+func (w *Writer) flushFull() error {
 	if len(w.buf) >= flushSize {
 		return w.flush()
 	}
 	return nil
+}
+
+// release gives the buffer back to bufPool if it holds nothing, unless it
+// grew past bufSize for a huge record: the garbage collector takes that one.
+func (w *Writer) release() {
+	if w.buf == nil || len(w.buf) > 0 {
+		return
+	}
+	if cap(w.buf) == bufSize {
+		bufPool.Put((*[bufSize]byte)(w.buf[:bufSize]))
+	}
+	w.buf = nil
 }
 
 // Lost returns how many records given to Write are not in the file: the
@@ -149,7 +200,9 @@ func (w *Writer) Flush() error {
 		return ErrClosed
 	}
 	w.reap(false)
-	return w.report(w.flush())
+	err := w.flush()
+	w.release()
+	return w.report(err)
 }
 
 // Close flushes the buffered records, waits for the background compression
@@ -161,6 +214,7 @@ func (w *Writer) Close() error {
 	}
 	w.shut = true
 	err := w.flush()
+	w.release()
 	w.reap(true)
 	if w.f != nil {
 		if cerr := w.f.Close(); cerr != nil {
@@ -195,9 +249,6 @@ func (w *Writer) open() error {
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("open %q: %w", w.path, err)
-	}
-	if w.buf == nil {
-		w.buf = make([]byte, 0, 2*flushSize)
 	}
 	w.midLine = fi.Size() > 0 && last[0] != '\n'
 	if w.midLine {

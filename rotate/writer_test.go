@@ -24,9 +24,14 @@ var seqBase = time.Date(2024, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
 func seqTime(i int) time.Time { return seqBase.Add(time.Duration(i) * time.Second) }
 
+// seqEntry is record number i.
+func seqEntry(i int) *Entry {
+	return &Entry{Line: fmt.Appendf(nil, "record %06d\n", i), Stream: "stdout", Time: seqTime(i)}
+}
+
 // seqRec is record number i, as json-file writes it.
 func seqRec(i int) []byte {
-	return AppendJSON(nil, &Entry{Line: fmt.Appendf(nil, "record %06d\n", i), Stream: "stdout", Time: seqTime(i)}, nil)
+	return AppendJSON(nil, seqEntry(i), nil)
 }
 
 // seqLen is the length of every seqRec.
@@ -334,30 +339,50 @@ func TestRotation(t *testing.T) {
 			map[string][]int{"c.log": {4}, "c.log.1.gz": {3}, "c.log.2.gz": {2}, "c.log.3.gz": {1}}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			w := NewWriter(filepath.Join(dir, "c.log"), tt.cfg)
-			for i := range tt.n {
-				writeSeqs(t, w, i, i+1)
-				if tt.flushEach {
-					if err := w.Flush(); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if err := w.Close(); err != nil {
+		for _, api := range []string{"Write", "WriteEntry"} {
+			t.Run(tt.name+"/"+api, func(t *testing.T) {
+				testRotation(t, tt.cfg, tt.n, tt.flushEach, api == "WriteEntry", tt.want)
+			})
+		}
+	}
+}
+
+// testRotation writes records 0 to n-1 with Write, or WriteEntry if
+// entries is set, and checks that the files hold want when w is closed.
+func testRotation(t *testing.T, cfg Config, n int, flushEach, entries bool, want map[string][]int) {
+	dir := t.TempDir()
+	w := NewWriter(filepath.Join(dir, "c.log"), cfg)
+	var enc Encoder
+	for i := range n {
+		var err error
+		if entries {
+			err = w.WriteEntry(&enc, seqEntry(i), nil)
+		} else {
+			err = w.Write(seqRec(i))
+		}
+		if err != nil {
+			t.Fatalf("write record %d: %v", i, err)
+		}
+		if flushEach {
+			if err := w.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			got := dirSeqs(t, dir)
-			if !equalFiles(got, tt.want) {
-				t.Fatalf("files: got %v, want %v", got, tt.want)
+			if w.buf != nil {
+				t.Fatalf("Flush kept a buffer of %d bytes", cap(w.buf))
 			}
-			for name, seqs := range tt.want {
-				if strings.HasSuffix(name, gzExt) {
-					checkGzipHeader(t, filepath.Join(dir, name), seqTime(seqs[len(seqs)-1]))
-				}
-			}
-		})
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := dirSeqs(t, dir)
+	if !equalFiles(got, want) {
+		t.Fatalf("files: got %v, want %v", got, want)
+	}
+	for name, seqs := range want {
+		if strings.HasSuffix(name, gzExt) {
+			checkGzipHeader(t, filepath.Join(dir, name), seqTime(seqs[len(seqs)-1]))
+		}
 	}
 }
 
@@ -567,17 +592,31 @@ func TestClose(t *testing.T) {
 }
 
 func TestWriteDoesNotAllocate(t *testing.T) {
-	w := NewWriter(filepath.Join(t.TempDir(), "c.log"), Config{MaxSize: 1 << 20, MaxFiles: 2})
-	defer w.Close()
-	rec := seqRec(0)
-	writeSeqs(t, w, 0, 1)
-	allocs := testing.AllocsPerRun(10000, func() {
-		if err := w.Write(rec); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs > 0.01 {
-		t.Fatalf("%v allocations per Write, want 0", allocs)
+	rec, e := seqRec(0), seqEntry(0)
+	var enc Encoder
+	tests := []struct {
+		name  string
+		write func(w *Writer) error
+	}{
+		{"Write", func(w *Writer) error { return w.Write(rec) }},
+		{"WriteEntry", func(w *Writer) error { return w.WriteEntry(&enc, e, nil) }},
+		// The buffer goes back to the pool and is taken again.
+		{"Write and Flush", func(w *Writer) error { return errors.Join(w.Write(rec), w.Flush()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := NewWriter(filepath.Join(t.TempDir(), "c.log"), Config{MaxSize: 1 << 20, MaxFiles: 2})
+			defer w.Close()
+			writeSeqs(t, w, 0, 1)
+			allocs := testing.AllocsPerRun(10000, func() {
+				if err := tt.write(w); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs > 0.01 {
+				t.Fatalf("%v allocations per record, want 0", allocs)
+			}
+		})
 	}
 }
 
