@@ -160,11 +160,7 @@ func (m *Batches) Put(b *Buffer) {
 	c := int64(cap(b.B))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.used -= b.charged
-	if m.room != nil {
-		close(m.room)
-		m.room = nil
-	}
+	m.releaseLocked(b)
 	if c != b.charged || c < MinBatchBuffer || m.used+m.kept+c > m.max {
 		return // grown, small, or over the limit: the garbage collector takes it
 	}
@@ -181,6 +177,12 @@ func (m *Batches) Forget(b *Buffer) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.releaseLocked(b)
+}
+
+// releaseLocked stops counting b's bytes and wakes the Gets waiting for
+// room.
+func (m *Batches) releaseLocked(b *Buffer) {
 	m.used -= b.charged
 	if m.room != nil {
 		close(m.room)
