@@ -162,7 +162,11 @@ func TestDiskBufferFull(t *testing.T) {
 			// to drop from memory while the disk lagged (on a busy
 			// machine) are newer than some on disk, so it may keep several
 			// runs: lineRanges checks they are in order, each line once.
-			ok := got.ranges[0][0] == 0 && len(got.ranges) == 1
+			// Once full, the buffer reserves a segment header for entries
+			// waiting in memory near a segment's end; when they are
+			// written, that room may take one later entry, at most one per
+			// segment (4 KiB segments: 8 here).
+			ok := got.ranges[0][0] == 0 && got.count-(got.ranges[0][1]+1) <= 8
 			if tc.newest {
 				ok = got.ranges[len(got.ranges)-1][1] == n-1
 			}
