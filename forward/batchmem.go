@@ -17,7 +17,7 @@ const (
 	MinBatchBuffer = 32 << 10
 	// BatchWait is the longest Batches.Get waits for room under the
 	// limit before it hands out a MinBatchBuffer past it.
-	BatchWait = 50 * time.Millisecond
+	BatchWait = 500 * time.Millisecond
 )
 
 // DefaultBatches is the batch memory every sink uses unless its

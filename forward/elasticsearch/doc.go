@@ -103,7 +103,7 @@
 // actions, or a full buffer), or the flush interval has passed, does the
 // batching goroutine take a buffer from the batch memory shared by every
 // sink of the plugin (forward.Batches: 2 MiB, at most 256 KiB a batch, 32
-// KiB past the limit for a sink that waited 50ms for room) and encode the
+// KiB past the limit for a sink that waited 500ms for room) and encode the
 // events straight from the queue into it, back to back: the buffer is the
 // request's body, handed to the client without a copy. A batch is thus at
 // most elasticsearch-bulk-size, and often less. The buffer is kept until
