@@ -252,10 +252,11 @@ type Queue struct {
 	pendingRecs int
 	writing     int64 // bytes of the frames the writer took, not yet written
 	writingRecs int
-	failing     bool      // the last write failed
-	failedAt    time.Time // when failing: when the last write failed
-	retryAt     time.Time // when failing: when the I/O goroutine tries again
-	used        int64     // live segments + pending + writing
+	failing     bool // the last write failed
+	// failedAt is when it failed; the I/O goroutine tries again
+	// RetryInterval later, Flush and Append retryThrottle later.
+	failedAt time.Time
+	used     int64 // live segments + pending + writing
 	// flushDue is set by the Append that finds nothing waiting in
 	// memory, and cleared when the I/O goroutine's delayed flush runs:
 	// the goroutine is woken once per FlushDelay, not per entry.

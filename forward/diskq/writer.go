@@ -43,7 +43,7 @@ type ioState struct {
 	lastSync    time.Time
 	lastPersist time.Time // when the ack files were last written
 	retry       *time.Timer
-	retryArmed  time.Time // the retryAt the retry timer is set for
+	retryArmed  time.Time // when the retry timer is set to fire
 	flush       *time.Timer
 	flushArmed  bool
 	known       map[uint64]bool // generations owned or adopted
@@ -148,8 +148,9 @@ func (q *Queue) run() {
 func (q *Queue) armTimers() {
 	io := &q.io
 	q.mu.Lock()
-	due, failing, retryAt := q.flushDue, q.failing, q.retryAt
+	due, failing, failedAt := q.flushDue, q.failing, q.failedAt
 	q.mu.Unlock()
+	retryAt := failedAt.Add(q.cfg.RetryInterval)
 	if due && !io.flushArmed {
 		io.flush.Reset(q.cfg.FlushDelay)
 		io.flushArmed = true
@@ -178,7 +179,6 @@ func (q *Queue) flushLocked(force bool) {
 			q.writeErrors++
 			was := q.failing
 			q.failing, q.failedAt = true, time.Now()
-			q.retryAt = q.failedAt.Add(q.cfg.RetryInterval)
 			q.mu.Unlock()
 			if !was {
 				q.log.Error("disk buffer: cannot write; entries wait in memory, and are dropped once that is full, until writing works again",
@@ -192,7 +192,7 @@ func (q *Queue) flushLocked(force bool) {
 	q.w.wbuf, q.w.wpos = nil, 0
 	if failing {
 		q.mu.Lock()
-		q.failing, q.failedAt, q.retryAt = false, time.Time{}, time.Time{}
+		q.failing, q.failedAt = false, time.Time{}
 		q.mu.Unlock()
 		q.log.Info("disk buffer: writing works again", "dir", q.own.dir)
 	}
