@@ -5,6 +5,7 @@
 package forward
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -31,6 +32,18 @@ type Event struct {
 	// Partial is set on a piece of a line dockerd split (at 16 KiB), nil
 	// for a whole line.
 	Partial *Partial
+}
+
+// Clone returns a copy of ev that shares no memory with it: what a sink
+// keeps of an event its caller reuses.
+func (ev *Event) Clone() Event {
+	out := *ev
+	out.Line = bytes.Clone(ev.Line)
+	if ev.Partial != nil {
+		p := *ev.Partial
+		out.Partial = &p
+	}
+	return out
 }
 
 // Partial identifies one piece of a split line.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -358,5 +359,24 @@ func TestQueueReadAndWait(t *testing.T) {
 	q.Close()
 	if err := q.Wait(ctx, 1, 1); !errors.Is(err, ErrQueueClosed) {
 		t.Errorf("Wait on a closed, empty queue = %v", err)
+	}
+}
+
+// TestEventClone: a clone keeps every field and shares no memory with
+// the event, which its caller reuses.
+func TestEventClone(t *testing.T) {
+	for _, p := range []*Partial{nil, {ID: "p", Ordinal: 2, Last: true}} {
+		ev := Event{Time: time.Unix(1, 2), Source: "stderr", Line: []byte("line"), Partial: p}
+		c := ev.Clone()
+		if !reflect.DeepEqual(c, ev) {
+			t.Errorf("Clone = %+v, want %+v", c, ev)
+		}
+		ev.Line[0] = 'X'
+		if p != nil {
+			p.Ordinal = 9
+		}
+		if string(c.Line) != "line" || p != nil && c.Partial.Ordinal != 2 {
+			t.Errorf("the clone changed with the event: %+v", c)
+		}
 	}
 }

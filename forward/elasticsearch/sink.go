@@ -1,7 +1,6 @@
 package elasticsearch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -271,11 +270,7 @@ func (s *Sink) enqueue(ev *forward.Event) {
 		n = s.disk.Append(ev, s.seqs.next(ev.Time))
 		s.seqMu.Unlock()
 	} else {
-		cp := forward.Event{Time: ev.Time, Source: ev.Source, Line: bytes.Clone(ev.Line)}
-		if ev.Partial != nil {
-			p := *ev.Partial
-			cp.Partial = &p
-		}
+		cp := ev.Clone()
 		s.seqMu.Lock()
 		n = s.mem.PushItem(forward.Item{Event: cp, Seq: s.seqs.next(ev.Time)})
 		s.seqMu.Unlock()

@@ -1,7 +1,6 @@
 package fluentd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -242,13 +241,7 @@ func (s *Sink) enqueue(ev *forward.Event) {
 		s.warnDropped(s.disk.Append(ev, 0))
 		return
 	}
-	out := *ev
-	out.Line = bytes.Clone(ev.Line)
-	if ev.Partial != nil {
-		p := *ev.Partial
-		out.Partial = &p
-	}
-	s.warnDropped(s.mem.Push(out))
+	s.warnDropped(s.mem.Push(ev.Clone()))
 }
 
 func (s *Sink) warnDropped(n int) {
