@@ -19,8 +19,9 @@ const errorLogInterval = 10 * time.Second
 
 // sink is a destination that events are forwarded to. Send never blocks,
 // and copies what it keeps of ev: the caller reuses it. Flush, called once
-// per read from the FIFO, makes what Send took survive a crash of the
-// process (a disk buffer's write(2)) and frees the memory it waited in.
+// per read from the FIFO, has what Send took written so that it survives
+// a crash of the process (a disk buffer's write(2), by the buffer's
+// goroutine) and the memory it waited in freed, without waiting.
 type sink interface {
 	Send(ev *forward.Event)
 	Flush()

@@ -11,14 +11,17 @@
 // the event into a small memory buffer, from a pool shared by every queue,
 // and returns; it does not allocate in steady state. The entries waiting
 // in memory are written to the current segment, with one write(2) per
-// segment touched, and never an fsync, by whichever comes first: Flush
-// (which the driver calls once per read from the FIFO, so that what it
-// has read survives a kill -9 of the process), an Append that would take
-// them past Config.WriteBuffer (64 KiB), or the queue's goroutine,
-// FlushDelay (20ms) after the first of them. The buffer then goes back to
-// the pool: a queue holds none between writes. The goroutine fsyncs,
-// closes finished segments, deletes acknowledged ones and records the
-// acknowledged position; writers never wait for an fsync.
+// segment touched, and never an fsync, by the queue's goroutine: at once
+// after FlushSoon (which the driver calls once per read from the FIFO, so
+// that what it has read survives a kill -9 of the process) or after an
+// Append filled the buffer (Config.WriteBuffer, 64 KiB; Append goes on
+// with a new one), and otherwise FlushDelay (20ms) after the first of
+// them; Flush writes them itself. The container's reader thus never waits
+// for a write unless a second buffer fills while the first is written.
+// The buffer then goes back to the pool: a queue holds none between
+// writes. The goroutine also fsyncs, closes finished segments, deletes
+// acknowledged ones and records the acknowledged position; nobody waits
+// for an fsync.
 //
 // Read (the sink's sender) hands entries back from the files, in order,
 // each with a token, to a callback, through a read window from a pool
@@ -75,9 +78,10 @@
 //
 //   - Process crash (kill -9, a panic, an OOM kill): everything written
 //     to a segment is in the kernel's page cache and survives: everything
-//     appended before the last Flush. What is lost is what was appended
-//     since and not written yet: at most FlushDelay's worth, or
-//     WriteBuffer bytes when writing fails. Entries delivered after the
+//     appended before the last Flush, or before the last FlushSoon once
+//     the goroutine got to it (at once, unless a write is slow). What is
+//     lost is what was appended since and not written yet: at most
+//     FlushDelay's worth, or WriteBuffer bytes when writing fails. Entries delivered after the
 //     last ack file write (up to SyncInterval) are delivered again.
 //   - Power loss or kernel crash: in addition, up to SyncInterval (or
 //     SyncBytes) of entries written but not yet fsynced. The ack file is

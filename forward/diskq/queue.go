@@ -58,9 +58,10 @@ type Config struct {
 	// Buffer.MaxSize/16, from 4 KiB to 8 MiB; at most 1 GiB.
 	SegmentSize int64
 	// WriteBuffer bounds the bytes of entries waiting in memory to be
-	// written: an Append that would pass it writes them first, itself;
-	// while writing fails (a full disk), the overflow policy applies
-	// instead. Default DefaultWriteBuffer (64 KiB). A single bigger entry
+	// written: an Append that would pass it hands them to the queue's
+	// goroutine to write, or writes them itself if the goroutine is still
+	// writing the last ones; while writing fails (a full disk), the
+	// overflow policy applies instead. Default DefaultWriteBuffer (64 KiB). A single bigger entry
 	// is taken when nothing waits.
 	WriteBuffer int
 	// FlushDelay is how long entries appended and not flushed wait before
@@ -239,6 +240,9 @@ type Queue struct {
 	// inMem mirrors the bytes of entries in memory (pending + writing),
 	// so that Flush costs next to nothing when there are none.
 	inMem atomic.Int64
+	// writeNow asks the I/O goroutine to write what waits in memory at
+	// its next wake-up (FlushSoon, or a write buffer handed off full).
+	writeNow atomic.Bool
 
 	// mu guards every field below, and the fields of segments and
 	// generations that say so. It is never held during I/O.
@@ -250,6 +254,10 @@ type Queue struct {
 	pending     []byte          // frames waiting to be written, from pstart
 	pstart      int
 	pendingRecs int
+	// handoff, from hstart, is a full write buffer Append handed to the
+	// I/O goroutine; its frames count as writing.
+	handoff     []byte
+	hstart      int
 	writing     int64 // bytes of the frames the writer took, not yet written
 	writingRecs int
 	failing     bool // the last write failed
@@ -447,6 +455,32 @@ func (q *Queue) Flush() {
 	q.wmu.Unlock()
 }
 
+// FlushSoon has the queue's goroutine write the entries waiting in
+// memory at once, as Flush does, and returns without waiting for it: the
+// caller, a container's FIFO reader, goes on reading while they are
+// written. A kill -9 loses what the goroutine had not written yet, the
+// entries of the last read or so. It costs an atomic load when none
+// wait, and does not allocate.
+func (q *Queue) FlushSoon() {
+	if q.inMem.Load() == 0 || q.writeNow.Swap(true) {
+		return
+	}
+	q.wakeWriter()
+}
+
+// handOffLocked gives the frames waiting in memory, a full write buffer,
+// to the I/O goroutine to write at once, and lets Append go on with a new
+// buffer. Only one is handed off at a time, and only while the writer
+// has nothing else to write, so that what waits in memory stays within
+// twice WriteBuffer.
+func (q *Queue) handOffLocked() {
+	q.handoff, q.hstart = q.pending, q.pstart
+	q.writing, q.writingRecs = int64(len(q.pending)-q.pstart), q.pendingRecs
+	q.pending, q.pstart, q.pendingRecs = nil, 0, 0
+	q.writeNow.Store(true)
+	q.wakeWriter()
+}
+
 // noteMemLocked updates inMem.
 func (q *Queue) noteMemLocked() {
 	q.inMem.Store(int64(len(q.pending)-q.pstart) + q.writing)
@@ -462,6 +496,10 @@ func (q *Queue) roomLocked(need int) (ok bool, n int) {
 		waiting := len(q.pending) - q.pstart
 		memFull := waiting > 0 && waiting+need > q.cfg.WriteBuffer
 		if memFull && !q.closedW && (!q.failing || !time.Now().Before(q.failedAt.Add(retryThrottle))) {
+			if q.writing == 0 && !q.failing {
+				q.handOffLocked()
+				continue
+			}
 			// Write what waits, then look again; while writing fails,
 			// try again before dropping (see retryThrottle).
 			q.mu.Unlock()

@@ -655,10 +655,13 @@ func next(ctx context.Context, q *Queue, dst []forward.Item, maxEvents, maxBytes
 }
 
 // faultFS is the OS file system with a limit on the bytes written to
-// segment files, past which writes fail as on a full disk.
+// segment files, past which writes fail as on a full disk, and, when gate
+// is set, writes that wait until it is closed (a slow disk).
 type faultFS struct {
 	OSFS
 	room atomic.Int64 // bytes left; negative for no limit
+	gate chan struct{}
+	held atomic.Int32 // writes that waited for gate
 }
 
 func (f *faultFS) OpenFile(path string, flag int, perm fs.FileMode) (File, error) {
@@ -675,6 +678,10 @@ type faultFile struct {
 }
 
 func (f *faultFile) Write(p []byte) (int, error) {
+	if f.fs.gate != nil {
+		f.fs.held.Add(1)
+		<-f.fs.gate
+	}
 	for {
 		room := f.fs.room.Load()
 		switch {
@@ -776,6 +783,50 @@ func TestSpaceBackBeforeRetry(t *testing.T) {
 
 // TestDiskFullAtCreation: a segment that cannot even get its header is
 // removed, and writing resumes.
+// TestAppendHandsOffAFullBuffer: an Append that fills the write buffer
+// leaves its write to the queue's goroutine and goes on with a new
+// buffer, so that the appender does not wait for a slow disk until that
+// one is full too; every entry is then written, in order.
+func TestAppendHandsOffAFullBuffer(t *testing.T) {
+	t.Parallel()
+	fsys := &faultFS{gate: make(chan struct{})}
+	fsys.room.Store(-1)
+	cfg := fastConfig(t.TempDir())
+	cfg.FS = fsys
+	cfg.WriteBuffer = 1024
+	cfg.SegmentSize = 1 << 20
+	cfg.FlushDelay = time.Hour
+	q := open(t, cfg)
+	handedOff := func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.writing > 0
+	}
+	// Entries up to the first hand-off, then most of a second buffer.
+	appended := make(chan int)
+	go func() {
+		n := 0
+		for ; !handedOff() && n < 1000; n++ {
+			appendRange(q, n, n+1)
+		}
+		appendRange(q, n, 2*n-10)
+		appended <- 2*n - 10
+	}()
+	var n int
+	select {
+	case n = <-appended:
+	case <-time.After(10 * time.Second):
+		close(fsys.gate)
+		t.Fatal("Append waits for the write of a full buffer")
+	}
+	waitFor(t, "the goroutine to write the buffer", func() bool { return fsys.held.Load() > 0 })
+	close(fsys.gate)
+	got := drain(t, q)
+	if fmt.Sprint(got) != fmt.Sprint(seq(0, n)) {
+		t.Errorf("got %v, want 0 to %d in order", got, n-1)
+	}
+}
+
 func TestDiskFullAtCreation(t *testing.T) {
 	t.Parallel()
 	fsys := &faultFS{}

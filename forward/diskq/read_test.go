@@ -42,34 +42,45 @@ func missingOrTwice(got []int, n int) (missing, twice []int) {
 }
 
 // TestFlushWritesToTheFile: after Flush every entry appended is in the
-// segment files (a kill -9 keeps it), without waiting for the queue's
-// goroutine, which here would wait an hour; without Flush they are still
-// in memory.
+// segment files (a kill -9 keeps it), and soon after FlushSoon, without
+// waiting for the queue's goroutine's delayed flush, an hour away here;
+// without either they are still in memory.
 func TestFlushWritesToTheFile(t *testing.T) {
 	t.Parallel()
 	const n = 300
-	for _, flush := range []bool{true, false} {
-		t.Run(fmt.Sprintf("flush=%v", flush), func(t *testing.T) {
+	tests := []struct {
+		name    string
+		flush   func(q *Queue)
+		written bool // the entries reach the files
+		wait    bool // in the background
+	}{
+		{"Flush", (*Queue).Flush, true, false},
+		{"FlushSoon", (*Queue).FlushSoon, true, true},
+		{"neither", func(*Queue) {}, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := fastConfig(t.TempDir())
 			cfg.FlushDelay = time.Hour
 			q := open(t, cfg)
 			appendRange(q, 0, n)
-			if flush {
-				q.Flush()
+			tc.flush(q)
+			if tc.wait {
+				waitFor(t, "the entries in the files", func() bool { return len(segmentLines(t, cfg.Dir)) >= n })
 			}
 			got := segmentLines(t, cfg.Dir)
 			missing, twice := missingOrTwice(got, n)
 			switch {
-			case flush && (len(missing) > 0 || len(twice) > 0):
-				t.Errorf("after Flush the files lack %v and hold twice %v", missing, twice)
-			case !flush && len(got) == n:
+			case tc.written && (len(missing) > 0 || len(twice) > 0):
+				t.Errorf("the files lack %v and hold twice %v", missing, twice)
+			case !tc.written && len(got) == n:
 				t.Errorf("all %d entries written without Flush: the test shows nothing", n)
 			}
-			// What Flush wrote survives a crash and is delivered once.
+			// What was written survives a crash and is delivered once.
 			crash(q)
 			after := drain(t, open(t, fastConfig(cfg.Dir)))
-			if flush {
+			if tc.written {
 				if missing, twice := missingOrTwice(after, n); len(missing) > 0 || len(twice) > 0 {
 					t.Errorf("after the crash: missing %v, twice %v", missing, twice)
 				}

@@ -108,6 +108,9 @@ func (q *Queue) run() {
 				scan()
 			}
 		case <-q.kick:
+			if q.writeNow.Swap(false) {
+				q.Flush()
+			}
 		case <-tick.C:
 		case <-io.retry.C:
 			io.retryArmed = time.Time{}
@@ -201,14 +204,19 @@ func (q *Queue) flushLocked(force bool) {
 	}
 }
 
-// takePending moves the frames waiting in memory to the writer, whose
-// buffer is all written, and gives that buffer back to the pool; false
-// when none wait.
+// takePending moves a buffer handed off, or else the frames waiting in
+// memory, to the writer, whose buffer is all written, and gives that
+// buffer back to the pool; false when none wait.
 func (q *Queue) takePending() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	putWriteBuf(q.w.wbuf)
 	q.w.wbuf, q.w.wpos = nil, 0
+	if q.handoff != nil { // its frames count in writing already
+		q.w.wbuf, q.w.wpos = q.handoff, q.hstart
+		q.handoff, q.hstart = nil, 0
+		return true
+	}
 	q.writing, q.writingRecs = 0, 0
 	if len(q.pending) == q.pstart {
 		q.noteMemLocked()
