@@ -54,7 +54,11 @@
 // number for it (forward.Item.Seq: Elasticsearch's place among events of
 // the same nanosecond, so that a replay produces the same _id), the
 // partial-line id, ordinal and last flag, and the line. See format.go for
-// the exact layout. A segment is closed once it passes SegmentSize
+// the exact layout. The checksums are computed by the queue's goroutine
+// as it writes, and checked when a queue adopts a generation; a queue
+// reads its own segments, written by it and read no further than what
+// was written whole, without checking them again. A segment is closed
+// once it passes SegmentSize
 // (MaxSize/16, from 4 KiB to 8 MiB) and a new one started.
 //
 // # Acknowledgements and replay

@@ -112,17 +112,25 @@ func parseFileHeader(b []byte, magic string) (a, c uint64, err error) {
 
 var zeroFrameHeader [frameHeaderSize]byte
 
-// appendFrame appends the frame of ev and seq to b. It does not allocate
-// when b has room.
+// appendFrame appends the frame of ev and seq to b, with its checksums
+// left for sealFrame to fill in: the queue's goroutine does that just
+// before the write, so that Append, on the container's FIFO path, does
+// not. It does not allocate when b has room.
 func appendFrame(b []byte, ev *forward.Event, seq uint32) []byte {
 	start := len(b)
 	b = append(b, zeroFrameHeader[:]...)
 	b = appendPayload(b, ev, seq)
-	h := b[start : start+frameHeaderSize]
-	binary.LittleEndian.PutUint32(h[0:], uint32(len(b)-start-frameHeaderSize))
-	binary.LittleEndian.PutUint32(h[4:], checksum(b[start+frameHeaderSize:]))
-	binary.LittleEndian.PutUint32(h[8:], checksum(h[:8]))
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-frameHeaderSize))
 	return b
+}
+
+// sealFrame fills in the checksums of the frame at the start of f, as
+// appendFrame left it, and returns the frame's size.
+func sealFrame(f []byte) int {
+	l := frameHeaderSize + int(binaryLE32(f))
+	binary.LittleEndian.PutUint32(f[4:], checksum(f[frameHeaderSize:l]))
+	binary.LittleEndian.PutUint32(f[8:], checksum(f[:8]))
+	return l
 }
 
 // frameSize returns the size of the frame of ev, without encoding it.
@@ -299,6 +307,30 @@ func nextFrame(src source, pos, limit int64) (payload []byte, end int64, skipped
 		skipped = true // a tail too short for a frame header
 	}
 	return nil, limit, skipped, nil
+}
+
+// ownFrame returns the payload of the frame at pos, and the offset after
+// it, in a segment this queue wrote, read no further than its recorded
+// size: every frame there is as the writer sealed it (a write that failed
+// was undone, or left past that size), so it is not checked again. A nil
+// payload means pos is at limit.
+func ownFrame(src source, pos, limit int64) (payload []byte, end int64, err error) {
+	if pos+frameHeaderSize > limit {
+		return nil, limit, nil
+	}
+	h, err := src.window(pos, frameHeaderSize)
+	if err != nil {
+		return nil, pos, err
+	}
+	end = pos + frameHeaderSize + int64(binaryLE32(h))
+	if end > limit {
+		return nil, pos, errBadPayload // not as written: give up on the segment
+	}
+	f, err := src.window(pos, int(end-pos))
+	if err != nil {
+		return nil, pos, err
+	}
+	return f[frameHeaderSize:], end, nil
 }
 
 func binaryLE32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }

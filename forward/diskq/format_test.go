@@ -37,7 +37,7 @@ var formatCases = []struct {
 func TestFrameRoundTrip(t *testing.T) {
 	for _, tc := range formatCases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := appendFrame([]byte("prefix"), &tc.ev, tc.seq)
+			b := sealedFrame([]byte("prefix"), &tc.ev, tc.seq)
 			frame := b[len("prefix"):]
 			if len(frame) != frameSize(&tc.ev, tc.seq) {
 				t.Errorf("frame is %d bytes, frameSize says %d", len(frame), frameSize(&tc.ev, tc.seq))
@@ -68,11 +68,50 @@ func checkEvent(t *testing.T, got *forward.Item, want *forward.Event, seq uint32
 	}
 }
 
+// sealedFrame appends the frame of ev and seq to b as the queue writes
+// it: checksums filled in.
+func sealedFrame(b []byte, ev *forward.Event, seq uint32) []byte {
+	start := len(b)
+	b = appendFrame(b, ev, seq)
+	sealFrame(b[start:])
+	return b
+}
+
 func TestAppendFrameDoesNotAllocate(t *testing.T) {
 	ev := forward.Event{Time: testTime, Source: "stdout", Line: []byte("a line of a usual length")}
 	buf := make([]byte, 0, 1024)
-	if n := testing.AllocsPerRun(100, func() { buf = appendFrame(buf[:0], &ev, 1) }); n != 0 {
-		t.Errorf("appendFrame allocates %v times", n)
+	if n := testing.AllocsPerRun(100, func() { buf = sealedFrame(buf[:0], &ev, 1) }); n != 0 {
+		t.Errorf("appendFrame and sealFrame allocate %v times", n)
+	}
+}
+
+// TestOwnFrame: a segment as the queue writes it reads back through
+// ownFrame as through nextFrame, and a frame that runs past the recorded
+// size is an error, not a payload.
+func TestOwnFrame(t *testing.T) {
+	data, starts := segmentBytes("zero", "one", "two")
+	var got []string
+	pos := int64(headerSize)
+	for {
+		p, end, err := ownFrame(memSource(data), pos, int64(len(data)))
+		if err != nil {
+			t.Fatalf("ownFrame at %d: %v", pos, err)
+		}
+		if p == nil {
+			break
+		}
+		var it forward.Item
+		if err := decodePayload(p, &it); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(it.Line))
+		pos = end
+	}
+	if want := []string{"zero", "one", "two"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, _, err := ownFrame(memSource(data), int64(starts[2]), int64(len(data)-1)); err == nil {
+		t.Error("a frame past the limit read back")
 	}
 }
 
@@ -82,7 +121,7 @@ func segmentBytes(lines ...string) (data []byte, starts []int) {
 	putFileHeader(data, segMagic, 1, 1)
 	for i, l := range lines {
 		starts = append(starts, len(data))
-		data = appendFrame(data, &forward.Event{Time: testTime, Source: "stdout", Line: []byte(l)}, uint32(i))
+		data = sealedFrame(data, &forward.Event{Time: testTime, Source: "stdout", Line: []byte(l)}, uint32(i))
 	}
 	return data, starts
 }
@@ -159,7 +198,7 @@ func FuzzDecodeSegment(f *testing.F) {
 	for _, tc := range formatCases {
 		seg := make([]byte, headerSize)
 		putFileHeader(seg, segMagic, 1, 1)
-		f.Add(appendFrame(seg, &tc.ev, tc.seq))
+		f.Add(sealedFrame(seg, &tc.ev, tc.seq))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var items []forward.Item
@@ -173,7 +212,7 @@ func FuzzDecodeSegment(f *testing.F) {
 		}
 		// Every entry decoded must encode and decode to itself.
 		for _, it := range items {
-			frame := appendFrame(nil, &it.Event, it.Seq)
+			frame := sealedFrame(nil, &it.Event, it.Seq)
 			if len(frame) != frameSize(&it.Event, it.Seq) {
 				t.Fatalf("frameSize %d, frame %d", frameSize(&it.Event, it.Seq), len(frame))
 			}

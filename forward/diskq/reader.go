@@ -75,8 +75,17 @@ func (r *reader) read(pos, limit int64, maxEvents, maxBytes int, taken bool, tok
 	r.src.limit = limit
 	r.refused = false
 	n, bytes := 0, 0
+	own := r.seg.gen.own
 	for n < maxEvents {
-		payload, end, skipped, err := nextFrame(&r.src, pos, limit)
+		var payload []byte
+		var end int64
+		var skipped bool
+		var err error
+		if own {
+			payload, end, err = ownFrame(&r.src, pos, limit)
+		} else {
+			payload, end, skipped, err = nextFrame(&r.src, pos, limit)
+		}
 		if skipped {
 			r.skips++
 		}

@@ -246,7 +246,7 @@ func (q *Queue) writeSome() error {
 		if k > 0 && seg.size+int64(end-start+l) > q.cfg.SegmentSize {
 			break
 		}
-		end += l
+		end += sealFrame(buf[end:])
 		k++
 	}
 	n, err := q.w.f.Write(buf[start:end])
