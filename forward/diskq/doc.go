@@ -16,8 +16,11 @@
 // that what it has read survives a kill -9 of the process) or after an
 // Append filled the buffer (Config.WriteBuffer, 64 KiB; Append goes on
 // with a new one), and otherwise FlushDelay (20ms) after the first of
-// them; Flush writes them itself. The container's reader thus never waits
-// for a write unless a second buffer fills while the first is written.
+// them; Flush writes them itself. The container's reader thus does not
+// wait for a write, unless a second buffer fills while the first is
+// written, or more queues (two per core, at least four) wait for their
+// goroutine already: then it writes itself, so that with hundreds of
+// busy containers no more buffers wait than when every reader wrote.
 // The buffer then goes back to the pool: a queue holds none between
 // writes. The goroutine also fsyncs, closes finished segments, deletes
 // acknowledged ones and records the acknowledged position; nobody waits

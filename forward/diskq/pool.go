@@ -1,5 +1,7 @@
 package diskq
 
+import "runtime"
+
 // Buffers shared by every queue of the process. A queue holds a write
 // buffer only while entries wait in memory, and a read window only during
 // a read, so that memory does not grow with the number of queues.
@@ -7,6 +9,15 @@ var (
 	writeBufs = make(chan []byte, 64)
 	readBufs  = make(chan []byte, 16)
 )
+
+// writeSlots bounds the queues that asked their goroutine to write
+// (FlushSoon, a write buffer handed off) and were not served yet: each
+// holds a write buffer meanwhile. With none free, the asker writes
+// itself, as Flush does; so the goroutines take the writes off the
+// containers' readers when there are cores for them, and with hundreds
+// of containers busy at once, no more buffers wait than when every reader
+// wrote its own.
+var writeSlots = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
 
 // firstWriteBuf is the capacity of a new write buffer: most hold the
 // entries of one read of a container's FIFO; they grow as needed.

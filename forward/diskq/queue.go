@@ -241,7 +241,8 @@ type Queue struct {
 	// so that Flush costs next to nothing when there are none.
 	inMem atomic.Int64
 	// writeNow asks the I/O goroutine to write what waits in memory at
-	// its next wake-up (FlushSoon, or a write buffer handed off full).
+	// its next wake-up (FlushSoon, or a write buffer handed off full);
+	// while it is set the queue holds one of writeSlots.
 	writeNow atomic.Bool
 
 	// mu guards every field below, and the fields of segments and
@@ -462,23 +463,41 @@ func (q *Queue) Flush() {
 // entries of the last read or so. It costs an atomic load when none
 // wait, and does not allocate.
 func (q *Queue) FlushSoon() {
-	if q.inMem.Load() == 0 || q.writeNow.Swap(true) {
-		return
+	if q.inMem.Load() > 0 && !q.askWrite() {
+		q.Flush() // too many queues wait for their goroutine already
 	}
-	q.wakeWriter()
+}
+
+// askWrite asks the I/O goroutine to write what waits in memory at once,
+// unless it was asked already. It reports false when it cannot: the
+// queues asked and not yet served hold one of writeSlots each, and none
+// is free.
+func (q *Queue) askWrite() bool {
+	if q.writeNow.Load() {
+		return true
+	}
+	select {
+	case writeSlots <- struct{}{}:
+	default:
+		return false
+	}
+	if q.writeNow.Swap(true) {
+		<-writeSlots // asked meanwhile, with a slot of its own
+	} else {
+		q.wakeWriter()
+	}
+	return true
 }
 
 // handOffLocked gives the frames waiting in memory, a full write buffer,
-// to the I/O goroutine to write at once, and lets Append go on with a new
-// buffer. Only one is handed off at a time, and only while the writer
-// has nothing else to write, so that what waits in memory stays within
-// twice WriteBuffer.
+// to the I/O goroutine (asked to write with askWrite) and lets Append go
+// on with a new buffer. Only one is handed off at a time, and only while
+// the writer has nothing else to write, so that what waits in memory
+// stays within twice WriteBuffer.
 func (q *Queue) handOffLocked() {
 	q.handoff, q.hstart = q.pending, q.pstart
 	q.writing, q.writingRecs = int64(len(q.pending)-q.pstart), q.pendingRecs
 	q.pending, q.pstart, q.pendingRecs = nil, 0, 0
-	q.writeNow.Store(true)
-	q.wakeWriter()
 }
 
 // noteMemLocked updates inMem.
@@ -496,7 +515,7 @@ func (q *Queue) roomLocked(need int) (ok bool, n int) {
 		waiting := len(q.pending) - q.pstart
 		memFull := waiting > 0 && waiting+need > q.cfg.WriteBuffer
 		if memFull && !q.closedW && (!q.failing || !time.Now().Before(q.failedAt.Add(retryThrottle))) {
-			if q.writing == 0 && !q.failing {
+			if q.writing == 0 && !q.failing && q.askWrite() {
 				q.handOffLocked()
 				continue
 			}

@@ -89,6 +89,29 @@ func TestFlushWritesToTheFile(t *testing.T) {
 	}
 }
 
+// TestFlushSoonWithNoSlotFree: when as many queues wait for their
+// goroutine to write as writeSlots allows, FlushSoon writes itself, as
+// Flush does. Not parallel: it takes every slot.
+func TestFlushSoonWithNoSlotFree(t *testing.T) {
+	for range cap(writeSlots) {
+		writeSlots <- struct{}{}
+	}
+	defer func() {
+		for range cap(writeSlots) {
+			<-writeSlots
+		}
+	}()
+	cfg := fastConfig(t.TempDir())
+	cfg.FlushDelay = time.Hour
+	q := open(t, cfg)
+	const n = 100
+	appendRange(q, 0, n)
+	q.FlushSoon()
+	if missing, twice := missingOrTwice(segmentLines(t, cfg.Dir), n); len(missing) > 0 || len(twice) > 0 {
+		t.Errorf("after FlushSoon the files lack %v and hold twice %v", missing, twice)
+	}
+}
+
 // TestFlushCostsNothingWhenEmpty: Flush with nothing waiting neither
 // allocates nor takes a lock, and a queue holds no write buffer once its
 // entries are written.

@@ -110,6 +110,7 @@ func (q *Queue) run() {
 		case <-q.kick:
 			if q.writeNow.Swap(false) {
 				q.Flush()
+				<-writeSlots
 			}
 		case <-tick.C:
 		case <-io.retry.C:
@@ -122,6 +123,9 @@ func (q *Queue) run() {
 			q.mu.Unlock()
 			q.Flush()
 		case <-q.stop:
+			if q.writeNow.Swap(false) {
+				<-writeSlots // finish or die deals with what waits
+			}
 			helper.Wait()
 			select {
 			case gens := <-found:
