@@ -35,8 +35,6 @@ type bulkClient interface {
 	Bulk(ctx context.Context, b *batch) ([]itemResult, error)
 	// PutIndexTemplate installs a composable index template.
 	PutIndexTemplate(ctx context.Context, name, body string) error
-	// Stop ends the client's background health checks and waits for them.
-	Stop()
 }
 
 // itemResult is Elasticsearch's answer for one action.
@@ -59,7 +57,8 @@ func (e *requestError) Unwrap() error { return e.err }
 // dialFunc connects to Elasticsearch; it may block on the network.
 type dialFunc func(ctx context.Context) (bulkClient, error)
 
-// olivereClient is a bulkClient on github.com/olivere/elastic/v7.
+// olivereClient is a bulkClient on github.com/olivere/elastic/v7: a
+// sink's view of a client shared with other sinks (see clients).
 type olivereClient struct {
 	es       *elastic.Client
 	pipeline string
@@ -68,34 +67,166 @@ type olivereClient struct {
 	compress bool
 }
 
-// dialOlivere returns a dialFunc for cfg. Credentials are added to each
-// request by doer, so that the library never holds them (and its sniffer,
-// which forgets custom headers, still authenticates).
-func dialOlivere(cfg Config, doer elastic.Doer) dialFunc {
-	scheme := "http"
-	if u, err := url.Parse(cfg.URLs[0]); err == nil {
-		scheme = u.Scheme
-	}
+// dialOlivere returns a dialFunc for cfg over shared, which it dials
+// unless another sink did already.
+func dialOlivere(cfg Config, shared *sharedClient) dialFunc {
 	return func(ctx context.Context) (bulkClient, error) {
-		es, err := elastic.DialContext(ctx,
-			elastic.SetURL(cfg.URLs...),
-			elastic.SetScheme(scheme),
-			elastic.SetHttpClient(trackBodies{doer}),
-			elastic.SetSniff(cfg.Sniff),
-			elastic.SetHealthcheck(true),
-			elastic.SetHealthcheckInterval(cfg.HealthcheckInterval),
-			// How long one dial looks for a live node before the sink
-			// logs and backs off.
-			elastic.SetHealthcheckTimeoutStartup(min(cfg.RequestTimeout, 5*time.Second)),
-			elastic.SetGzip(false), // see olivereClient.compress
-			// Retries are the sink's: per item, with backoff.
-			elastic.SetRetrier(elastic.NewStopRetrier()),
-		)
+		es, err := shared.dial(ctx)
 		if err != nil {
-			return nil, toRequestError(ctx, err)
+			return nil, err
 		}
 		return &olivereClient{es: es, pipeline: cfg.Pipeline, compress: cfg.Compress}, nil
 	}
+}
+
+// clients are the process's clients of the library, one per set of
+// connection settings: the sinks of every container logging to the same
+// cluster with the same settings share one client, so one pool of
+// connections and one health checker, instead of one of each per
+// container.
+var clients = clientSet{m: map[clientKey]*sharedClient{}}
+
+// clientKey is the settings a client of the library is made of.
+type clientKey struct {
+	urls        string // Config.URLs, one per line
+	sniff       bool
+	healthcheck time.Duration
+	startup     time.Duration // how long a dial looks for a live node
+	caPEM       string        // the content of Config.TLSCAFile
+	insecure    bool
+	creds       Credentials
+}
+
+// newClientKey returns the key of cfg and creds; it reads the TLS CA file.
+func newClientKey(cfg Config, creds Credentials) (clientKey, error) {
+	k := clientKey{
+		urls:        strings.Join(cfg.URLs, "\n"),
+		sniff:       cfg.Sniff,
+		healthcheck: cfg.HealthcheckInterval,
+		startup:     min(cfg.RequestTimeout, 5*time.Second),
+		insecure:    cfg.TLSInsecureSkipVerify,
+		creds:       creds,
+	}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return k, fmt.Errorf("read %s: %w", KeyTLSCA, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return k, fmt.Errorf("read %s %q: no PEM certificate in it", KeyTLSCA, cfg.TLSCAFile)
+		}
+		k.caPEM = string(pem)
+	}
+	return k, nil
+}
+
+// clientSet is the set of shared clients.
+type clientSet struct {
+	mu sync.Mutex // guards m and the refs of its clients
+	m  map[clientKey]*sharedClient
+}
+
+// sharedClient is a client of the library, and its transport, shared by
+// the sinks with the same settings: dialed by the first that needs it,
+// stopped once the last is closed.
+type sharedClient struct {
+	key       clientKey
+	transport *http.Transport
+	doer      elastic.Doer
+	// sema guards es: held to read it or, while it is nil, to dial and
+	// set it. A channel rather than a mutex, so that the sinks wait for
+	// a dial with their context.
+	sema chan struct{}
+	es   *elastic.Client
+	refs int // guarded by clientSet.mu
+}
+
+// acquire returns the shared client for cfg and creds, making it if there
+// is none; the sink gives it back with release once it stopped using it.
+// It reads the TLS CA file but does not touch the network.
+func (cs *clientSet) acquire(cfg Config, creds Credentials) (*sharedClient, error) {
+	key, err := newClientKey(cfg, creds)
+	if err != nil {
+		return nil, err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if c := cs.m[key]; c != nil {
+		c.refs++
+		return c, nil
+	}
+	tr := newTransport(key)
+	c := &sharedClient{
+		key:       key,
+		transport: tr,
+		// Credentials are added to each request by the doer, so that the
+		// library never holds them (and its sniffer, which forgets
+		// custom headers, still authenticates).
+		doer: trackBodies{newAuthDoer(&http.Client{Transport: tr}, creds)},
+		sema: make(chan struct{}, 1),
+		refs: 1,
+	}
+	cs.m[key] = c
+	return c, nil
+}
+
+// release gives back a client from acquire; the last release stops its
+// health checks and closes its connections.
+func (cs *clientSet) release(c *sharedClient) {
+	cs.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last {
+		delete(cs.m, c.key)
+	}
+	cs.mu.Unlock()
+	if !last {
+		return
+	}
+	c.sema <- struct{}{} // no sink is left to dial: this does not wait
+	if c.es != nil {
+		c.es.Stop()
+	}
+	<-c.sema
+	c.transport.CloseIdleConnections()
+}
+
+// dial returns the library's client, dialing it if no sink did yet (or
+// every dial so far failed). It returns ctx.Err() if ctx ends first.
+func (c *sharedClient) dial(ctx context.Context) (*elastic.Client, error) {
+	select {
+	case c.sema <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.sema }()
+	if c.es != nil {
+		return c.es, nil
+	}
+	urls := strings.Split(c.key.urls, "\n")
+	scheme := "http"
+	if u, err := url.Parse(urls[0]); err == nil {
+		scheme = u.Scheme
+	}
+	es, err := elastic.DialContext(ctx,
+		elastic.SetURL(urls...),
+		elastic.SetScheme(scheme),
+		elastic.SetHttpClient(c.doer),
+		elastic.SetSniff(c.key.sniff),
+		elastic.SetHealthcheck(true),
+		elastic.SetHealthcheckInterval(c.key.healthcheck),
+		// How long one dial looks for a live node before the sink
+		// logs and backs off.
+		elastic.SetHealthcheckTimeoutStartup(c.key.startup),
+		elastic.SetGzip(false), // see olivereClient.compress
+		// Retries are the sink's: per item, with backoff.
+		elastic.SetRetrier(elastic.NewStopRetrier()),
+	)
+	if err != nil {
+		return nil, toRequestError(ctx, err)
+	}
+	c.es = es
+	return es, nil
 }
 
 // Bulk sends the batch's body as it is, as one _bulk request through the
@@ -253,8 +384,6 @@ func (c *olivereClient) PutIndexTemplate(ctx context.Context, name, body string)
 	return nil
 }
 
-func (c *olivereClient) Stop() { c.es.Stop() }
-
 // toRequestError classifies an error of the library.
 func toRequestError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
@@ -334,32 +463,29 @@ func template(p *indexPattern) (name, body string) {
 	return "logferry-" + base, templateBody(string(appendString(nil, pattern)))
 }
 
-// newTransport is the HTTP transport under the library: TLS verification
-// stays on unless cfg turns it off; whole requests are bounded by their
-// contexts, connection set-up by the timeouts here.
-func newTransport(cfg Config) (*http.Transport, error) {
+// maxIdleConns is how many idle connections a shared client keeps to
+// each node: as many as requests were in flight at once, up to this.
+const maxIdleConns = 32
+
+// newTransport is the HTTP transport under a shared client: TLS
+// verification stays on unless k turns it off; whole requests are bounded
+// by their contexts, connection set-up by the timeouts here.
+func newTransport(k clientKey) *http.Transport {
 	tlsCfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: cfg.TLSInsecureSkipVerify, //nolint:gosec // only when elasticsearch-tls-insecure-skip-verify=true
+		InsecureSkipVerify: k.insecure, //nolint:gosec // only when elasticsearch-tls-insecure-skip-verify=true
 	}
-	if cfg.TLSCAFile != "" {
-		pem, err := os.ReadFile(cfg.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", KeyTLSCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read %s %q: no PEM certificate in it", KeyTLSCA, cfg.TLSCAFile)
-		}
-		tlsCfg.RootCAs = pool
+	if k.caPEM != "" {
+		tlsCfg.RootCAs = x509.NewCertPool()
+		tlsCfg.RootCAs.AppendCertsFromPEM([]byte(k.caPEM)) // checked by newClientKey
 	}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       tlsCfg,
 		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConnsPerHost:   cfg.Workers + 1,
+		MaxIdleConnsPerHost:   maxIdleConns,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-	}, nil
+	}
 }

@@ -17,6 +17,12 @@
 // OpenSearch 1.0 or later). The library is no longer maintained, so it is
 // kept behind the small bulkClient interface in client.go.
 //
+// The sinks of every container with the same URLs, TLS settings,
+// credentials, sniffing and health check interval share one client of the
+// library: one pool of connections (as many as requests were in flight at
+// once, up to 32 idle per node) and one health checker, not one of each
+// per container.
+//
 // Tested: only against estest, the stand-in server in the sub-package,
 // which keeps the _bulk contract; no real Elasticsearch or OpenSearch can be
 // installed where this package is built and tested.

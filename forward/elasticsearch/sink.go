@@ -122,10 +122,10 @@ type Sink struct {
 	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
 	// without one: retry waits end in time for a last attempt.
 	closeBy atomic.Int64
-	// transport is closed after the goroutines stop, so that no idle
-	// connection outlives the sink.
-	transport *http.Transport
-	dead      *deadLetter
+	// shared is the client this sink uses with others, given back once
+	// its goroutines stopped; nil for a fake client.
+	shared *sharedClient
+	dead   *deadLetter
 
 	// cancel ends run's context: the hard stop at Close's deadline.
 	cancel context.CancelFunc
@@ -164,7 +164,9 @@ type buffer interface {
 // New returns a sink for container c that has started sending in the
 // background. It checks cfg and creds and reads the TLS CA file, but never
 // touches the network: it connects once the first batch is ready, and
-// retries with backoff while Elasticsearch is unreachable. With
+// retries with backoff while Elasticsearch is unreachable. Sinks with
+// the same URLs, TLS settings, credentials, sniffing and health check
+// interval share one client: its connections and its health checks. With
 // cfg.BufferDir it opens the disk buffer there (see package diskq), whose
 // earlier contents are sent first; if it cannot, it logs why and keeps
 // events in memory. log receives rate-limited errors; nil discards them.
@@ -173,16 +175,16 @@ func New(cfg Config, creds Credentials, c forward.Container, log *slog.Logger) (
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	tr, err := newTransport(cfg)
+	shared, err := clients.acquire(cfg, creds)
 	if err != nil {
 		return nil, err
 	}
-	s, err := newSink(cfg, c, log, nil)
+	s, err := newSink(cfg, c, log, dialOlivere(cfg, shared))
 	if err != nil {
+		clients.release(shared)
 		return nil, err
 	}
-	s.transport = tr
-	s.dial = dialOlivere(s.cfg, newAuthDoer(&http.Client{Transport: tr}, creds))
+	s.shared = shared
 	s.start()
 	return s, nil
 }
@@ -447,11 +449,8 @@ func (s *Sink) run(ctx context.Context) {
 			}
 		}
 	}
-	if s.es != nil {
-		s.es.Stop()
-	}
-	if s.transport != nil {
-		s.transport.CloseIdleConnections()
+	if s.shared != nil {
+		clients.release(s.shared)
 	}
 	if err := s.dead.close(); err != nil {
 		s.log.Error("close dead-letter file", "err", err)

@@ -792,6 +792,49 @@ func TestNewNeverTouchesTheNetwork(t *testing.T) {
 	closeSink(t, s, time.Second) // nothing queued: nothing to wait for
 }
 
+// TestSinksShareAClient: sinks with the same settings share one client,
+// which outlives the closing of any but the last of them; other settings
+// (credentials, health check interval) get a client of their own.
+func TestSinksShareAClient(t *testing.T) {
+	t.Parallel()
+	srv := estest.NewServer(estest.Options{})
+	defer srv.Close()
+	cfg := fast(srv.URL)
+	other := cfg
+	other.HealthcheckInterval = 300 * time.Millisecond
+	a := newTestSink(t, cfg, Credentials{}, nil)
+	b := newTestSink(t, cfg, Credentials{}, nil)
+	c := newTestSink(t, other, Credentials{}, nil)
+	d := newTestSink(t, cfg, Credentials{Username: "u", Password: "p"}, nil)
+	if a.shared != b.shared {
+		t.Error("two sinks with the same settings have a client each")
+	}
+	if c.shared == a.shared || d.shared == a.shared || c.shared == d.shared {
+		t.Error("sinks with different settings share a client")
+	}
+	shared := func(k clientKey) bool {
+		clients.mu.Lock()
+		defer clients.mu.Unlock()
+		return clients.m[k] != nil
+	}
+	key := a.shared.key
+
+	sendLines(a, 0, 100)
+	closeSink(t, a, 10*time.Second)
+	sendLines(b, 100, 200) // a is closed: its client must still work for b
+	waitFor(t, "200 documents", func() bool { return srv.Count() >= 200 })
+	if !shared(key) {
+		t.Error("the client went with the first of its two sinks")
+	}
+	closeSink(t, b, 10*time.Second)
+	if shared(key) {
+		t.Error("the client outlived its last sink")
+	}
+	if got := srv.Count(); got != 200 {
+		t.Errorf("%d documents, want 200", got)
+	}
+}
+
 func TestLoadBalancedAndHealthChecked(t *testing.T) {
 	t.Parallel()
 	a := estest.NewServer(estest.Options{})
@@ -906,7 +949,6 @@ func (f *fakeClient) Bulk(_ context.Context, b *batch) ([]itemResult, error) {
 }
 
 func (f *fakeClient) PutIndexTemplate(context.Context, string, string) error { return nil }
-func (f *fakeClient) Stop()                                                  {}
 
 func (f *fakeClient) batches() [][]action {
 	f.mu.Lock()
@@ -964,8 +1006,6 @@ func (c *scriptClient) PutIndexTemplate(context.Context, string, string) error {
 	}
 	return c.template(call)
 }
-
-func (c *scriptClient) Stop() {}
 
 func statuses(codes ...int) []itemResult {
 	out := make([]itemResult, len(codes))
