@@ -418,16 +418,16 @@ func (q *sequencer) next(t time.Time) uint32 {
 	return 0
 }
 
-// run owns every goroutine of the sink: one batcher that turns queued
-// events into batches in order, and cfg.Workers workers that send them.
+// run owns every goroutine of the sink: it turns queued events into
+// batches in order, which cfg.Workers workers send.
 func (s *Sink) run(ctx context.Context) {
 	defer close(s.done)
 	batches := make(chan *batch)
 	var wg sync.WaitGroup
-	wg.Go(func() { s.batch(ctx, batches) })
 	for range s.cfg.Workers {
 		wg.Go(func() { s.work(ctx, batches) })
 	}
+	s.batch(ctx, batches)
 	wg.Wait()
 
 	if s.disk != nil {
