@@ -157,6 +157,11 @@ bench:
 	@echo "==> prepare the benchmark: dockerd, $(BUSYBOX_IMAGE), plugins $(BENCH_PLUGIN) and $(DRAIN_PLUGIN)"
 	bash scripts/dockerd.sh
 	bash scripts/busybox-image.sh
+	@# What earlier runs left under the benchmark's root (the disk buffer of
+	@# an interrupted run, whose receiver is gone) would be retried by the
+	@# plugin during every run: start from an empty one.
+	$(call remove_plugin,$(BENCH_PLUGIN))
+	rm -rf $(BENCH_ROOT)
 	$(MAKE) --no-print-directory install PLUGIN=$(BENCH_PLUGIN) BUILD_DIR=$(BENCH_DIR) \
 		BIN=$(BENCH_DIR)/logferry HOST_ROOT=$(BENCH_ROOT)
 	rm -rf $(BENCH_DIR)/drain
