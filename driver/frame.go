@@ -24,7 +24,7 @@ const frameHeader = 4
 // minBuffer is the size of a Decoder's first read buffer (when maxFrame
 // allows it): room for a couple of milliseconds of a busy container's
 // frames, which the FIFO reader lets gather before it reads.
-const minBuffer = 64 << 10
+const minBuffer = 32 << 10
 
 // bufPool holds the minBuffer-sized read buffers that Decoders give back
 // when they have nothing buffered (Release).
