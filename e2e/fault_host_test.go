@@ -228,6 +228,9 @@ lines %d %d; touch /sync/logged-after; await exit`, pad, before, before+1, befor
 	// The first lines are in the file and in the buffer's segment files
 	// before the disk fills.
 	fwdWait(t, fwdCeiling, fmt.Sprintf("%d lines in the file and the disk buffer", before), func() bool {
+		if _, err := os.Stat(filepath.Dir(c.logPath(t))); err != nil {
+			return false // the plugin creates it with the first line it writes
+		}
 		counts, _ := fileLineNumbers(t, c)
 		frames := 0
 		for _, seg := range bufferSegments(t, root, c, "fluentd") {
