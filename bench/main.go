@@ -59,6 +59,7 @@ type config struct {
 	wide       workload
 	drivers    []string
 	wideOn     []string
+	wideRuns   int
 	lineSize   int
 	plugin     string
 	drain      string
@@ -126,6 +127,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&wide, "wide", "100x10000", "containers logging at once for the memory target, run once with -wide-drivers (0: skip)")
 	fs.StringVar(&drivers, "drivers", strings.Join(defaultDrivers, ","), "configurations to run, in this order; known: "+strings.Join(knownDrivers(), ", "))
 	fs.StringVar(&wideOn, "wide-drivers", "logferry", "configurations the -wide workload runs with")
+	fs.IntVar(&c.wideRuns, "wide-runs", 1, "rounds of the -wide workload, alternating its configurations")
 	fs.IntVar(&c.lineSize, "line-size", 100, "bytes per line, newline included")
 	fs.StringVar(&c.plugin, "plugin", "logferry-bench:latest", "installed logferry plugin to measure")
 	fs.StringVar(&c.drain, "drain", "logferry-drain:latest", "installed drain-only plugin (bench/drainplugin)")
@@ -154,6 +156,9 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.wide, err = parseWorkload(wide); err != nil {
 		return nil, err
+	}
+	if c.wideRuns < 1 {
+		return nil, fmt.Errorf("-wide-runs %d: want 1 or more", c.wideRuns)
 	}
 	if c.runs < 1 {
 		return nil, fmt.Errorf("-runs %d: want 1 or more", c.runs)

@@ -120,8 +120,8 @@ func report(out io.Writer, cfg *config, e *env, results []result) {
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	fmt.Fprintf(w, "### End-to-end: %s\n\n", machine(e))
-	fmt.Fprintf(w, "Lines of %d bytes; medians of %d runs per configuration (the wide case: one run); `go run -tags bench ./bench %s`.\n\n",
-		cfg.lineSize, cfg.runs, strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(w, "Lines of %d bytes; medians of %d runs per configuration (the wide case: %d); `go run -tags bench ./bench %s`.\n\n",
+		cfg.lineSize, cfg.runs, cfg.wideRuns, strings.Join(os.Args[1:], " "))
 	ts := tables(cfg, results)
 	for _, t := range ts {
 		fmt.Fprintf(w, "**%s lines** (%s lines in all)\n\n", t.w, short(t.w.total()))

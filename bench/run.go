@@ -322,11 +322,14 @@ func (h *harness) runAll(ctx context.Context) ([]result, error) {
 		}
 	}
 	if cfg.wide.containers > 0 {
-		for _, name := range cfg.wideOn {
-			if err := stuck(); err != nil {
-				return results, err
+		for round := 1; round <= cfg.wideRuns; round++ {
+			n := len(cfg.wideOn)
+			for i := range n {
+				if err := stuck(); err != nil {
+					return results, err
+				}
+				add(h.run(ctx, cfg.wide, cfg.wideOn[(i+round-1)%n], round))
 			}
-			add(h.run(ctx, cfg.wide, name, 1))
 		}
 	}
 	if failed > 0 {
