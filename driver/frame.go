@@ -22,8 +22,8 @@ const DefaultMaxFrame = 1 << 20
 const frameHeader = 4
 
 // minBuffer is the size of a Decoder's first read buffer (when maxFrame
-// allows it): room for a couple of milliseconds of a busy container's
-// frames, which the FIFO reader lets gather before it reads.
+// allows it): room for about the millisecond of a busy container's
+// frames that the FIFO reader lets gather before it reads (coalesceWait).
 const minBuffer = 32 << 10
 
 // bufPool holds the minBuffer-sized read buffers that Decoders give back

@@ -61,8 +61,8 @@ type Config struct {
 	// written: an Append that would pass it hands them to the queue's
 	// goroutine to write, or writes them itself if the goroutine is still
 	// writing the last ones; while writing fails (a full disk), the
-	// overflow policy applies instead. Default DefaultWriteBuffer (64 KiB). A single bigger entry
-	// is taken when nothing waits.
+	// overflow policy applies instead. Default DefaultWriteBuffer (64 KiB).
+	// A single bigger entry is taken when nothing waits.
 	WriteBuffer int
 	// FlushDelay is how long entries appended and not flushed wait before
 	// the queue's goroutine writes them; default DefaultFlushDelay (20ms).
