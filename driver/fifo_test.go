@@ -131,9 +131,13 @@ func TestFIFOStopDrains(t *testing.T) {
 }
 
 // TestFIFOPausesAfterShortRead: a read that follows one that found little
-// first lets frames gather, then takes everything there is in one go.
+// first lets frames gather, then takes everything there is in one go; the
+// pause shrinks when the pipe filled beyond a quarter meanwhile.
 func TestFIFOPausesAfterShortRead(t *testing.T) {
 	f, w := newTestFIFO(t)
+	if f.delay != maxPause {
+		t.Fatalf("first pause %v, want %v", f.delay, maxPause)
+	}
 	if _, err := w.WriteString("a"); err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +155,48 @@ func TestFIFOPausesAfterShortRead(t *testing.T) {
 	if err != nil || string(buf[:n]) != "bbbbbbbbbb" {
 		t.Fatalf("second read: %q, %v", buf[:n], err)
 	}
-	if waited := time.Since(start); waited < coalesceWait {
-		t.Errorf("second read returned after %v, want a pause of at least %v", waited, coalesceWait)
+	if waited := time.Since(start); waited < maxPause {
+		t.Errorf("second read returned after %v, want a pause of at least %v", waited, maxPause)
+	}
+	if f.delay != maxPause {
+		t.Errorf("pause after 10 bytes gathered: %v, want %v", f.delay, maxPause)
+	}
+
+	// Half the pipe waits: the next pause is shorter.
+	if _, err := w.Write(make([]byte, f.size/2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if f.delay != maxPause/2 {
+		t.Errorf("pause after half the pipe gathered: %v, want %v", f.delay, maxPause/2)
+	}
+}
+
+func TestNextPause(t *testing.T) {
+	const big, small = 1 << 20, 64 << 10
+	tests := []struct {
+		name    string
+		d       time.Duration
+		n, size int
+		want    time.Duration
+	}{
+		{"empty pipe, longest pause", maxPause, 0, big, maxPause},
+		{"little gathered: longer", time.Millisecond, big/16 - 1, big, 2 * time.Millisecond},
+		{"little gathered: at most maxPause", 3 * time.Millisecond, 0, big, maxPause},
+		{"between a sixteenth and a quarter: kept", time.Millisecond, big / 8, big, time.Millisecond},
+		{"a quarter: kept", time.Millisecond, big / 4, big, time.Millisecond},
+		{"over a quarter: shorter", maxPause, big/4 + 1, big, maxPause / 2},
+		{"full pipe: at least minPause", minPause, big, big, minPause},
+		{"what a big pipe keeps fills a small one", maxPause, big / 8, small, maxPause / 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextPause(tt.d, tt.n, tt.size); got != tt.want {
+				t.Errorf("nextPause(%v, %d, %d) = %v, want %v", tt.d, tt.n, tt.size, got, tt.want)
+			}
+		})
 	}
 }
 

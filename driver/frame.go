@@ -22,8 +22,8 @@ const DefaultMaxFrame = 1 << 20
 const frameHeader = 4
 
 // minBuffer is the size of a Decoder's first read buffer (when maxFrame
-// allows it): room for about the millisecond of a busy container's
-// frames that the FIFO reader lets gather before it reads (coalesceWait).
+// allows it): a few hundred frames of ordinary lines per read. What gathers
+// in the pipe during a pause (maxPause) takes a few such reads.
 const minBuffer = 32 << 10
 
 // bufPool holds the minBuffer-sized read buffers that Decoders give back
