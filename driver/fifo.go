@@ -94,7 +94,7 @@ func (f *fifo) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if err := f.pause(); err != nil {
+	if _, err := f.pause(); err != nil {
 		return 0, err
 	}
 	for {
@@ -121,20 +121,21 @@ func (f *fifo) Read(b []byte) (int, error) {
 }
 
 // pause lets frames gather after a short read, unless stop was called, and
-// sets the next pause from what gathered during this one.
-func (f *fifo) pause() error {
+// sets the next pause from what gathered during this one. It returns how
+// many bytes the pipe holds after the pause, or -1 if it did not pause.
+func (f *fifo) pause() (int, error) {
 	if !f.short || f.stopping.Load() {
 		f.short = false
-		return nil
+		return -1, nil
 	}
 	f.short = false
 	time.Sleep(f.delay)
 	n, err := f.queued()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	f.delay = nextPause(f.delay, n, f.size)
-	return nil
+	return n, nil
 }
 
 // nextPause returns the pause that follows one of length d after which a
@@ -170,13 +171,16 @@ func (f *fifo) queued() (int, error) {
 // that Read would make: the caller then reads with a buffer it did not have
 // to hold while waiting.
 func (f *fifo) wait() error {
-	if err := f.pause(); err != nil {
+	// n is what the pipe holds, -1 while unknown: the pause counted it.
+	n, err := f.pause()
+	if err != nil {
 		return err
 	}
 	for !f.stopping.Load() {
-		n, err := f.queued()
-		if err != nil {
-			return err
+		if n < 0 {
+			if n, err = f.queued(); err != nil {
+				return err
+			}
 		}
 		if n > 0 {
 			return nil
@@ -185,6 +189,7 @@ func (f *fifo) wait() error {
 			return fmt.Errorf("wait for fifo %q: %w", f.path, err)
 		}
 		<-f.ready
+		n = -1
 	}
 	return nil
 }
