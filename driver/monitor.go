@@ -56,8 +56,10 @@ func (d *Driver) Stats() []DestinationStats {
 		base := DestinationStats{ContainerID: s.info.ContainerID, ContainerName: s.info.Name()}
 		file := base
 		file.Destination = destFile
-		file.Emitted = s.entries.Load() - s.lost.Load()
-		file.Dropped = s.skipped.Load() + s.lost.Load()
+		// lost first: entries count every record lost holds.
+		lost := s.lost.Load()
+		file.Emitted = s.entries.Load() - lost
+		file.Dropped = s.skipped.Load() + lost
 		out = append(out, file)
 		for _, dest := range s.sinks {
 			st := base

@@ -17,11 +17,11 @@ import (
 // a stream.
 const errorLogInterval = 10 * time.Second
 
-// sink is a destination that events are forwarded to. Send never blocks,
-// and copies what it keeps of ev: the caller reuses it. Flush, called once
-// per read from the FIFO, has what Send took written so that it survives
-// a crash of the process (a disk buffer's write(2), by the buffer's
-// goroutine) and the memory it waited in freed, without waiting.
+// sink is a destination that events are forwarded to. Send never blocks
+// on the network, and copies what it keeps of ev: the caller reuses it.
+// Flush, called once per read from the FIFO, writes what Send took so
+// that it survives a crash of the process (a disk buffer's write(2)) and
+// frees the memory it waited in; it never waits for the network.
 type sink interface {
 	Send(ev *forward.Event)
 	Flush()
@@ -81,8 +81,12 @@ type stream struct {
 
 	// Counters, read by Stats: entries read, frames skipped, failed
 	// writes, and records of this stream that are not in the file
-	// (rotate.Writer.Lost).
+	// (rotate.Writer.Lost). An entry is added to entries before it can
+	// count in lost.
 	entries, skipped, writeErrors, lost atomic.Uint64
+	// unpublished counts the entries written since the last flush and
+	// not yet added to entries: one atomic add a read, not one an entry.
+	unpublished uint64
 
 	errLog *forward.RateLog
 }
@@ -140,13 +144,14 @@ func (s *stream) write(e *LogEntry) {
 		line = s.line
 	}
 	rec := rotate.Entry{Line: line, Stream: e.Source, Time: time.Unix(0, e.TimeNano)}
-	s.entries.Add(1)
+	s.unpublished++
 	s.forward(e)
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
 	err := s.files.w.WriteEntry(&s.enc, &rec, s.attrs)
-	s.lost.Add(s.files.w.Lost() - lost)
+	lost = s.files.w.Lost() - lost
 	s.files.mu.Unlock()
+	s.countLost(lost)
 	if err != nil {
 		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
@@ -170,7 +175,8 @@ func (s *stream) forward(e *LogEntry) {
 	}
 }
 
-// flush writes what the destinations and the file buffer hold.
+// flush writes what the destinations and the file buffer hold, and
+// publishes the entries written since the last flush.
 func (s *stream) flush() {
 	for _, sk := range s.sinks {
 		sk.Flush()
@@ -178,9 +184,28 @@ func (s *stream) flush() {
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
 	err := s.files.w.Flush()
-	s.lost.Add(s.files.w.Lost() - lost)
+	lost = s.files.w.Lost() - lost
 	s.files.mu.Unlock()
+	s.publish()
+	s.countLost(lost)
 	if err != nil {
 		s.errLog.Error("write", "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))
+	}
+}
+
+// publish adds the entries written since it was last called to entries.
+func (s *stream) publish() {
+	if s.unpublished > 0 {
+		s.entries.Add(s.unpublished)
+		s.unpublished = 0
+	}
+}
+
+// countLost adds n records to lost, after publishing the entries they
+// belong to.
+func (s *stream) countLost(n uint64) {
+	if n > 0 {
+		s.publish()
+		s.lost.Add(n)
 	}
 }
