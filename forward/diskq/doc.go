@@ -11,15 +11,15 @@
 // the event into a small memory buffer, from a pool shared by every queue,
 // and returns; it does not allocate in steady state. The entries waiting
 // in memory are written to the current segment, with one write(2) per
-// segment touched, and never an fsync, by the queue's goroutine: at once
-// after FlushSoon (which the driver calls once per read from the FIFO, so
-// that what it has read survives a kill -9 of the process) or after an
-// Append filled the buffer (Config.WriteBuffer, 64 KiB; Append goes on
-// with a new one), and otherwise FlushDelay (20ms) after the first of
-// them; Flush writes them itself. The container's reader thus does not
-// wait for a write, unless a second buffer fills while the first is
-// written, or more queues (two per core, at least four) wait for their
-// goroutine already: then it writes itself, so that with hundreds of
+// segment touched, and never an fsync: by Flush, which the driver calls
+// from the container's reader once per read from the FIFO, so that what
+// it has read survives a kill -9 of the process (writing there costs
+// less than waking another goroutine for a read's worth of entries); by
+// the queue's goroutine after an Append filled the buffer
+// (Config.WriteBuffer, 64 KiB; Append goes on with a new one), and
+// otherwise FlushDelay (20ms) after the first of them. Append writes itself when a second buffer
+// fills while the first is written, or more queues (two per core, at
+// least four) wait for their goroutine already, so that with hundreds of
 // busy containers no more buffers wait than when every reader wrote.
 // The buffer then goes back to the pool: a queue holds none between
 // writes. The goroutine also fsyncs, closes finished segments, deletes
@@ -85,10 +85,9 @@
 //
 //   - Process crash (kill -9, a panic, an OOM kill): everything written
 //     to a segment is in the kernel's page cache and survives: everything
-//     appended before the last Flush, or before the last FlushSoon once
-//     the goroutine got to it (at once, unless a write is slow). What is
-//     lost is what was appended since and not written yet: at most
-//     FlushDelay's worth, or WriteBuffer bytes when writing fails. Entries delivered after the
+//     appended before the last Flush. What is lost is what was appended
+//     since and not written yet: at most FlushDelay's worth, or
+//     WriteBuffer bytes when writing fails. Entries delivered after the
 //     last ack file write (up to SyncInterval) are delivered again.
 //   - Power loss or kernel crash: in addition, up to SyncInterval (or
 //     SyncBytes) of entries written but not yet fsynced. The ack file is

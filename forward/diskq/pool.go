@@ -10,13 +10,11 @@ var (
 	readBufs  = make(chan []byte, 16)
 )
 
-// writeSlots bounds the queues that asked their goroutine to write
-// (FlushSoon, a write buffer handed off) and were not served yet: each
-// holds a write buffer meanwhile. With none free, the asker writes
-// itself, as Flush does; so the goroutines take the writes off the
-// containers' readers when there are cores for them, and with hundreds
-// of containers busy at once, no more buffers wait than when every reader
-// wrote its own.
+// writeSlots bounds the queues that handed a full write buffer to their
+// goroutine and were not served yet: each holds a second buffer
+// meanwhile. With none free, Append writes itself, as Flush does; so with
+// hundreds of containers busy at once, no more buffers wait than when
+// every reader wrote its own.
 var writeSlots = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
 
 // firstWriteBuf is the capacity of a new write buffer: most hold the

@@ -241,8 +241,8 @@ type Queue struct {
 	// so that Flush costs next to nothing when there are none.
 	inMem atomic.Int64
 	// writeNow asks the I/O goroutine to write what waits in memory at
-	// its next wake-up (FlushSoon, or a write buffer handed off full);
-	// while it is set the queue holds one of writeSlots.
+	// its next wake-up (a write buffer handed off full); while it is set
+	// the queue holds one of writeSlots.
 	writeNow atomic.Bool
 
 	// mu guards every field below, and the fields of segments and
@@ -454,18 +454,6 @@ func (q *Queue) Flush() {
 	q.wmu.Lock()
 	q.flushLocked(false)
 	q.wmu.Unlock()
-}
-
-// FlushSoon has the queue's goroutine write the entries waiting in
-// memory at once, as Flush does, and returns without waiting for it: the
-// caller, a container's FIFO reader, goes on reading while they are
-// written. A kill -9 loses what the goroutine had not written yet, the
-// entries of the last read or so. It costs an atomic load when none
-// wait, and does not allocate.
-func (q *Queue) FlushSoon() {
-	if q.inMem.Load() > 0 && !q.askWrite() {
-		q.Flush() // too many queues wait for their goroutine already
-	}
 }
 
 // askWrite asks the I/O goroutine to write what waits in memory at once,

@@ -42,9 +42,9 @@ func missingOrTwice(got []int, n int) (missing, twice []int) {
 }
 
 // TestFlushWritesToTheFile: after Flush every entry appended is in the
-// segment files (a kill -9 keeps it), and soon after FlushSoon, without
-// waiting for the queue's goroutine's delayed flush, an hour away here;
-// without either they are still in memory.
+// segment files (a kill -9 keeps it), without waiting for the queue's
+// goroutine's delayed flush, an hour away here; without it they are
+// still in memory.
 func TestFlushWritesToTheFile(t *testing.T) {
 	t.Parallel()
 	const n = 300
@@ -52,11 +52,9 @@ func TestFlushWritesToTheFile(t *testing.T) {
 		name    string
 		flush   func(q *Queue)
 		written bool // the entries reach the files
-		wait    bool // in the background
 	}{
-		{"Flush", (*Queue).Flush, true, false},
-		{"FlushSoon", (*Queue).FlushSoon, true, true},
-		{"neither", func(*Queue) {}, false, false},
+		{"Flush", (*Queue).Flush, true},
+		{"no flush", func(*Queue) {}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,9 +64,6 @@ func TestFlushWritesToTheFile(t *testing.T) {
 			q := open(t, cfg)
 			appendRange(q, 0, n)
 			tc.flush(q)
-			if tc.wait {
-				waitFor(t, "the entries in the files", func() bool { return len(segmentLines(t, cfg.Dir)) >= n })
-			}
 			got := segmentLines(t, cfg.Dir)
 			missing, twice := missingOrTwice(got, n)
 			switch {
@@ -86,29 +81,6 @@ func TestFlushWritesToTheFile(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestFlushSoonWithNoSlotFree: when as many queues wait for their
-// goroutine to write as writeSlots allows, FlushSoon writes itself, as
-// Flush does. Not parallel: it takes every slot.
-func TestFlushSoonWithNoSlotFree(t *testing.T) {
-	for range cap(writeSlots) {
-		writeSlots <- struct{}{}
-	}
-	defer func() {
-		for range cap(writeSlots) {
-			<-writeSlots
-		}
-	}()
-	cfg := fastConfig(t.TempDir())
-	cfg.FlushDelay = time.Hour
-	q := open(t, cfg)
-	const n = 100
-	appendRange(q, 0, n)
-	q.FlushSoon()
-	if missing, twice := missingOrTwice(segmentLines(t, cfg.Dir), n); len(missing) > 0 || len(twice) > 0 {
-		t.Errorf("after FlushSoon the files lack %v and hold twice %v", missing, twice)
 	}
 }
 

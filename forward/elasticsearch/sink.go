@@ -292,14 +292,13 @@ func (s *Sink) enqueue(ev *forward.Event) {
 }
 
 // Flush makes the events Sent so far survive a crash of the process
-// (kill -9): with a disk buffer it has those still in memory written to
-// the buffer's file at once, by the buffer's goroutine (write(2), no
-// fsync; see diskq.Queue.FlushSoon). It waits neither for that write nor
-// for the network. Without a disk buffer it does nothing; pieces of a
-// line held for partial-merge wait for the rest of their line.
+// (kill -9): with a disk buffer it writes those still in memory to the
+// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
+// waits for the network. Without a disk buffer it does nothing; pieces of
+// a line held for partial-merge wait for the rest of their line.
 func (s *Sink) Flush() {
 	if s.disk != nil {
-		s.disk.FlushSoon()
+		s.disk.Flush()
 	}
 }
 

@@ -223,15 +223,15 @@ func (s *Sink) Send(ev *forward.Event) {
 }
 
 // Flush makes the events Sent so far survive a crash of the process
-// (kill -9): with a disk buffer it has those still in memory written to
-// the buffer's file at once, by the buffer's goroutine (write(2), no
-// fsync; see diskq.Queue.FlushSoon). It waits neither for that write nor
-// for the network, and costs an atomic load when nothing waits. Without
-// a disk buffer it does nothing. Pieces of a line held for partial-merge
-// are not written until their line is complete or times out.
+// (kill -9): with a disk buffer it writes those still in memory to the
+// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
+// waits for the network, and costs an atomic load when nothing waits.
+// Without a disk buffer it does nothing. Pieces of a line held for
+// partial-merge are not written until their line is complete or times
+// out.
 func (s *Sink) Flush() {
 	if s.disk != nil {
-		s.disk.FlushSoon()
+		s.disk.Flush()
 	}
 }
 
