@@ -19,9 +19,10 @@ const errorLogInterval = 10 * time.Second
 
 // sink is a destination that events are forwarded to. Send never blocks
 // on the network, and copies what it keeps of ev: the caller reuses it.
-// Flush, called once per read from the FIFO, writes what Send took so
-// that it survives a crash of the process (a disk buffer's write(2)) and
-// frees the memory it waited in; it never waits for the network.
+// Flush, called whenever the stream has decoded all it read (before a
+// read that may wait), writes what Send took so that it survives a crash
+// of the process (a disk buffer's write(2)) and frees the memory it
+// waited in; it never waits for the network.
 type sink interface {
 	Send(ev *forward.Event)
 	Flush()
