@@ -307,30 +307,29 @@ func (h *harness) runAll(ctx context.Context) ([]result, error) {
 		}
 		return ctx.Err()
 	}
-	for _, w := range []workload{cfg.single, cfg.many} {
+	// rounds runs w runs times with each of names, rotating their order
+	// by one each round; nothing if w has no containers.
+	rounds := func(w workload, names []string, runs int) error {
 		if w.containers == 0 {
-			continue
+			return nil
 		}
-		for round := 1; round <= cfg.runs; round++ {
-			n := len(cfg.drivers)
-			for i := range n {
+		for round := 1; round <= runs; round++ {
+			for i := range names {
 				if err := stuck(); err != nil {
-					return results, err
+					return err
 				}
-				add(h.run(ctx, w, cfg.drivers[(i+round-1)%n], round))
+				add(h.run(ctx, w, names[(i+round-1)%len(names)], round))
 			}
+		}
+		return nil
+	}
+	for _, w := range []workload{cfg.single, cfg.many} {
+		if err := rounds(w, cfg.drivers, cfg.runs); err != nil {
+			return results, err
 		}
 	}
-	if cfg.wide.containers > 0 {
-		for round := 1; round <= cfg.wideRuns; round++ {
-			n := len(cfg.wideOn)
-			for i := range n {
-				if err := stuck(); err != nil {
-					return results, err
-				}
-				add(h.run(ctx, cfg.wide, cfg.wideOn[(i+round-1)%n], round))
-			}
-		}
+	if err := rounds(cfg.wide, cfg.wideOn, cfg.wideRuns); err != nil {
+		return results, err
 	}
 	if failed > 0 {
 		return results, fmt.Errorf("%d of %d runs failed", failed, len(results))
