@@ -12,19 +12,19 @@
 // and returns; it does not allocate in steady state. The entries waiting
 // in memory are written to the current segment, with one write(2) per
 // segment touched, and never an fsync: by Flush, which the driver calls
-// from the container's reader once per read from the FIFO, so that what
-// it has read survives a kill -9 of the process (writing there costs
-// less than waking another goroutine for a read's worth of entries); by
-// the queue's goroutine after an Append filled the buffer
-// (Config.WriteBuffer, 64 KiB; Append goes on with a new one), and
-// otherwise FlushDelay (20ms) after the first of them. Append writes itself when a second buffer
-// fills while the first is written, or more queues (two per core, at
-// least four) wait for their goroutine already, so that with hundreds of
-// busy containers no more buffers wait than when every reader wrote.
-// The buffer then goes back to the pool: a queue holds none between
-// writes. The goroutine also fsyncs, closes finished segments, deletes
-// acknowledged ones and records the acknowledged position; nobody waits
-// for an fsync.
+// from the container's reader whenever it has decoded all it read from the
+// FIFO, so that what it has read survives a kill -9 of the process
+// (writing there costs less than waking another goroutine for a read's
+// worth of entries); by the queue's goroutine after an Append filled the
+// buffer (Config.WriteBuffer, 64 KiB; Append goes on with a new one), and
+// otherwise FlushDelay (20ms) after the first of them. Append writes
+// itself when a second buffer fills while the first is written, or more
+// queues (two per core, at least four) wait for their goroutine already,
+// so that with hundreds of busy containers no more buffers wait than when
+// every reader wrote. The buffer then goes back to the pool: a queue holds
+// none between writes. The goroutine also fsyncs, closes finished
+// segments, deletes acknowledged ones and records the acknowledged
+// position; nobody waits for an fsync.
 //
 // Read (the sink's sender) hands entries back from the files, in order,
 // each with a token, to a callback, through a read window from a pool

@@ -86,8 +86,8 @@
 // batch memory, and written.
 //
 // With a disk buffer (Config.BufferDir, package diskq) every event is
-// written to the buffer's file by Flush (which the driver calls after
-// each read from the container's FIFO), by Send once the buffer's small
+// written to the buffer's file by Flush (which the driver calls whenever
+// it has decoded all it read from the container's FIFO), by Send once the buffer's small
 // memory buffer fills, or by the buffer's goroutine a few milliseconds
 // later; Send never waits for the network. An event is removed only once
 // its batch is written (without fluentd-request-ack) or acknowledged
