@@ -79,9 +79,13 @@
 // # Durability
 //
 // The segment being written is fsynced every SyncInterval (1s) or
-// SyncBytes (4 MiB), whichever comes first, and when it is closed; the
-// directory is fsynced when a segment is created. Never per event, and
-// never by the writer of an entry.
+// SyncBytes (4 MiB), whichever comes first; a segment closed for size,
+// SyncInterval after it was closed; the directory SyncInterval after a
+// segment was created. Never per event, and never by the writer of an
+// entry. What the destination has acknowledged is not fsynced: a segment
+// deleted before its fsync is due never is, so while the sender keeps up
+// the buffer's pages are deleted before the kernel writes them back, and
+// the disk is spared the write.
 //
 //   - Process crash (kill -9, a panic, an OOM kill): everything written
 //     to a segment is in the kernel's page cache and survives: everything
@@ -89,9 +93,11 @@
 //     since and not written yet: at most FlushDelay's worth, or
 //     WriteBuffer bytes when writing fails. Entries delivered after the
 //     last ack file write (up to SyncInterval) are delivered again.
-//   - Power loss or kernel crash: in addition, up to SyncInterval (or
-//     SyncBytes) of entries written but not yet fsynced. The ack file is
-//     not fsynced except at Close, so more may be delivered again.
+//   - Power loss or kernel crash: in addition, the entries written but
+//     not yet fsynced and not acknowledged: up to about two SyncIntervals'
+//     worth (a closed segment waits up to one, and the goroutine looks at
+//     it once per SyncInterval). The ack file is not fsynced except at
+//     Close, so more may be delivered again.
 //
 // # Bounds and overflow
 //

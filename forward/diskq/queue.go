@@ -70,7 +70,9 @@ type Config struct {
 	FlushDelay time.Duration
 	// SyncInterval and SyncBytes: the segment being written is fsynced
 	// when SyncInterval has passed or SyncBytes were written since the
-	// last fsync, and when it is closed. Defaults 1s and 4 MiB.
+	// last fsync, and a segment closed for size SyncInterval after it was
+	// closed, unless the destination acknowledged their entries first.
+	// Defaults 1s and 4 MiB.
 	SyncInterval time.Duration
 	SyncBytes    int64
 	// RetryInterval is the wait before the queue's goroutine writes

@@ -656,28 +656,35 @@ func next(ctx context.Context, q *Queue, dst []forward.Item, maxEvents, maxBytes
 
 // faultFS is the OS file system with a limit on the bytes written to
 // segment files, past which writes fail as on a full disk, and, when gate
-// is set, writes that wait until it is closed (a slow disk).
+// is set, writes that wait until it is closed (a slow disk). It counts
+// the fsyncs of segment files, and of the other files (directories, ack
+// files).
 type faultFS struct {
 	OSFS
-	room atomic.Int64 // bytes left; negative for no limit
-	gate chan struct{}
-	held atomic.Int32 // writes that waited for gate
+	room              atomic.Int64 // bytes left; negative for no limit
+	gate              chan struct{}
+	held              atomic.Int32 // writes that waited for gate
+	syncs, otherSyncs atomic.Int32
 }
 
 func (f *faultFS) OpenFile(path string, flag int, perm fs.FileMode) (File, error) {
 	file, err := f.OSFS.OpenFile(path, flag, perm)
-	if err != nil || !strings.HasSuffix(path, segSuffix) {
+	if err != nil {
 		return file, err
 	}
-	return &faultFile{File: file, fs: f}, nil
+	return &faultFile{File: file, fs: f, seg: strings.HasSuffix(path, segSuffix)}, nil
 }
 
 type faultFile struct {
 	File
-	fs *faultFS
+	fs  *faultFS
+	seg bool // a segment file: the faults apply
 }
 
 func (f *faultFile) Write(p []byte) (int, error) {
+	if !f.seg {
+		return f.File.Write(p)
+	}
 	if f.fs.gate != nil {
 		f.fs.held.Add(1)
 		<-f.fs.gate
@@ -697,6 +704,80 @@ func (f *faultFile) Write(p []byte) (int, error) {
 				return n, &fs.PathError{Op: "write", Path: "segment", Err: syscall.ENOSPC}
 			}
 		}
+	}
+}
+
+func (f *faultFile) Sync() error {
+	if f.seg {
+		f.fs.syncs.Add(1)
+	} else {
+		f.fs.otherSyncs.Add(1)
+	}
+	return f.File.Sync()
+}
+
+// TestFsyncOnlyWhatIsNeeded: a segment whose entries are all acknowledged
+// before its fsync is due is never fsynced; one still needed is, once
+// SyncInterval has passed since it was closed, or at Close. The directory
+// is fsynced once per SyncInterval at most, however many segments were
+// created.
+func TestFsyncOnlyWhatIsNeeded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration // SyncInterval
+		ack      bool          // read and acknowledge everything first
+	}{
+		{"acknowledged before due", time.Hour, true},
+		{"due while needed", 10 * time.Millisecond, false},
+		{"needed at close", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fsys := &faultFS{}
+			fsys.room.Store(-1)
+			cfg := fastConfig(t.TempDir())
+			cfg.FS = fsys
+			cfg.SyncInterval = tc.interval
+			q := open(t, cfg)
+			const n = 200 // a few dozen 1 KiB segments
+			appendRange(q, 0, n)
+			q.Flush()
+			segments := func() int {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				return len(q.segs)
+			}
+			written := segments()
+			if written < 3 {
+				t.Fatalf("%d segments: the test needs a few", written)
+			}
+			switch {
+			case tc.ack:
+				take(t, q, n, true)
+				waitFor(t, "acknowledged segments deleted", func() bool { return segments() <= 1 })
+			case tc.interval < time.Hour:
+				// Every segment closed for size is due; the one being
+				// written is not necessarily.
+				waitFor(t, "fsyncs of the closed segments", func() bool { return int(fsys.syncs.Load()) >= written-1 })
+			default:
+				time.Sleep(50 * time.Millisecond) // time for an fsync that is not due
+			}
+			before, dirs := int(fsys.syncs.Load()), int(fsys.otherSyncs.Load())
+			q.Close()
+			after := int(fsys.syncs.Load())
+			switch {
+			case tc.ack && after > 0:
+				t.Errorf("%d fsyncs of segments whose entries were all acknowledged", after)
+			case !tc.ack && tc.interval == time.Hour && before > 0:
+				t.Errorf("%d fsyncs before SyncInterval passed", before)
+			case !tc.ack && after < written:
+				t.Errorf("%d fsyncs of %d segments still needed at Close", after, written)
+			}
+			if tc.interval == time.Hour && dirs > 0 {
+				t.Errorf("%d fsyncs of the directory before SyncInterval passed", dirs)
+			}
+		})
 	}
 }
 

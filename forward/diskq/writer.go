@@ -36,6 +36,9 @@ type retiredFile struct {
 	f     File
 	seg   *segment
 	dirty bool
+	// due is when the file is fsynced if its segment is still needed
+	// then; set by closeRetired.
+	due time.Time
 }
 
 // ioState is the I/O goroutine's own state.
@@ -47,6 +50,12 @@ type ioState struct {
 	flush       *time.Timer
 	flushArmed  bool
 	known       map[uint64]bool // generations owned or adopted
+	// unsynced are retired files with bytes not yet fsynced, kept open
+	// until their fsync is due (syncRetired).
+	unsynced []retiredFile
+	// dirDue, when set, is when the own generation's directory is
+	// fsynced, for the segments created since it last was.
+	dirDue time.Time
 }
 
 // loaded is a generation adopted by the scanning goroutine, to be
@@ -355,35 +364,73 @@ func (q *Queue) retireFile() {
 	q.wakeWriter()
 }
 
-// closeRetired fsyncs (unless dropped) and closes the files no longer
-// written, and fsyncs the directory after a segment was created. I/O
+// closeRetired takes the files no longer written: it closes those with
+// nothing to fsync and leaves the others to syncRetired, due SyncInterval
+// from now, as is the directory after a segment was created. I/O
 // goroutine only.
 func (q *Queue) closeRetired() {
 	q.wmu.Lock()
 	retired, dirSync := q.w.retired, q.w.dirSync
 	q.w.retired, q.w.dirSync = nil, false
 	q.wmu.Unlock()
+	due := time.Now().Add(q.cfg.SyncInterval)
 	for _, r := range retired {
-		q.mu.Lock()
-		dropped := r.seg.dropped
-		q.mu.Unlock()
-		if r.dirty && !dropped {
-			if err := r.f.Sync(); err != nil {
-				q.mu.Lock()
-				q.writeErrors++
-				q.mu.Unlock()
-				q.log.Error("disk buffer: fsync failed", "segment", r.seg.path, "error", err)
-			}
+		if r.dirty {
+			r.due = due
+			q.io.unsynced = append(q.io.unsynced, r)
+			continue
 		}
 		r.f.Close()
 	}
-	if dirSync {
+	if dirSync && q.io.dirDue.IsZero() {
+		q.io.dirDue = due
+	}
+}
+
+// syncRetired fsyncs and closes the retired files whose fsync is due (all
+// of them when final), and closes without an fsync those whose segment
+// was deleted or dropped meanwhile: once the destination acknowledged its
+// entries, nothing in it is needed after a crash. A segment the sender
+// keeps up with is thus never fsynced, and its pages, deleted before the
+// kernel writes them back, never reach the disk. Then it fsyncs the
+// directory if that is due: once per SyncInterval at most, however many
+// segments were created. I/O goroutine only.
+func (q *Queue) syncRetired(now time.Time, final bool) {
+	kept := q.io.unsynced[:0]
+	for _, r := range q.io.unsynced {
+		q.mu.Lock()
+		gone := r.seg.deleted || r.seg.dropped
+		q.mu.Unlock()
+		switch {
+		case gone:
+		case final || !now.Before(r.due):
+			q.fsync(r.f, r.seg)
+		default:
+			kept = append(kept, r)
+			continue
+		}
+		r.f.Close()
+	}
+	clear(q.io.unsynced[len(kept):])
+	q.io.unsynced = kept
+	if !q.io.dirDue.IsZero() && (final || !now.Before(q.io.dirDue)) {
+		q.io.dirDue = time.Time{}
 		q.syncDir(q.own.dir)
 	}
 }
 
-// syncActive fsyncs the segment being written if it has unsynced bytes,
-// without holding q.wmu during the fsync. I/O goroutine only: it alone
+// fsync fsyncs f, the file of seg, and counts and logs a failure.
+func (q *Queue) fsync(f File, seg *segment) {
+	if err := f.Sync(); err != nil {
+		q.mu.Lock()
+		q.writeErrors++
+		q.mu.Unlock()
+		q.log.Error("disk buffer: fsync failed", "segment", seg.path, "error", err)
+	}
+}
+
+// syncActive fsyncs the segment being written if it has unsynced bytes
+// that are still needed, without holding q.wmu during the fsync. I/O goroutine only: it alone
 // closes files, so the file stays open meanwhile.
 func (q *Queue) syncActive() {
 	q.wmu.Lock()
@@ -395,16 +442,11 @@ func (q *Queue) syncActive() {
 		return
 	}
 	q.mu.Lock()
-	dropped := seg.dropped
+	// Nothing to keep: dropped, or every entry written is acknowledged.
+	skip := seg.dropped || seg.rpos >= seg.size && seg.acked >= seg.handed
 	q.mu.Unlock()
-	if dropped {
-		return
-	}
-	if err := f.Sync(); err != nil {
-		q.mu.Lock()
-		q.writeErrors++
-		q.mu.Unlock()
-		q.log.Error("disk buffer: fsync failed", "segment", seg.path, "error", err)
+	if !skip {
+		q.fsync(f, seg)
 	}
 }
 
@@ -501,6 +543,7 @@ func (q *Queue) housekeep(final bool) {
 			q.log.Error("disk buffer: cannot delete a segment", "segment", s.path, "error", err)
 		}
 	}
+	q.syncRetired(now, final)
 	for _, a := range acks {
 		q.writeAck(a.g, a.seq, a.off, final)
 	}
@@ -795,6 +838,10 @@ func (q *Queue) die() {
 	}
 	q.w.f, q.w.retired, q.w.closed = nil, nil, true
 	q.wmu.Unlock()
+	for _, r := range q.io.unsynced {
+		r.f.Close()
+	}
+	q.io.unsynced = nil
 	q.mu.Lock()
 	gens := slices.Clone(q.gens)
 	q.mu.Unlock()
