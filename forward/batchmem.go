@@ -15,8 +15,9 @@ const (
 	// MinBatchBuffer is the smallest buffer Batches.Get hands out (unless
 	// less is asked for).
 	MinBatchBuffer = 32 << 10
-	// BatchWait is the longest Batches.Get waits for room under the
-	// limit before it hands out a MinBatchBuffer past it.
+	// BatchWait is how long Batches.Get waits for room under the limit,
+	// with no buffer given back meanwhile, before it hands out a
+	// MinBatchBuffer past it.
 	BatchWait = 500 * time.Millisecond
 )
 
@@ -30,12 +31,14 @@ var DefaultBatches = NewBatches(DefaultBatchMemory)
 // waits for an answer it does not need the batch for (Fluentd's
 // acknowledgement, or a retry, which reads the batch from the disk
 // buffer again). A batch gets at most an eighth of the limit. When the
-// limit is used up, Get waits for room for at most BatchWait, and then
-// hands out a MinBatchBuffer past the limit, so that a sink stuck on a
-// slow destination never holds up the others for long. The buffers in use
-// thus hold at most the limit, plus MinBatchBuffer for each sink that got
-// one past it, whatever the number of lines waiting; buffers given back
-// are kept for reuse within the limit.
+// limit is used up, Get waits for room. While buffers come back, the
+// memory is shared in turn and Get goes on waiting; only when none has
+// come back for BatchWait (the limit is held by sinks stuck on a slow
+// destination) does it hand out a MinBatchBuffer past the limit, so that
+// such sinks never hold up the others for long. The buffers in use thus
+// hold at most the limit, plus MinBatchBuffer for each sink that got one
+// past it, whatever the number of lines waiting; buffers given back are
+// kept for reuse within the limit.
 //
 // Buffers come in sizes that are powers of two from MinBatchBuffer up,
 // so that one given back by a sink fits the next sink's batch. It is safe
@@ -46,6 +49,7 @@ type Batches struct {
 	mu   sync.Mutex
 	used int64              // bytes of the buffers handed out
 	kept int64              // bytes of the buffers in free
+	back uint64             // buffers given back so far (Put, Forget)
 	free map[int64][][]byte // empty buffers kept for reuse, by capacity
 	// room, when not nil, is closed by the next Put, to wake Gets waiting
 	// for room.
@@ -76,17 +80,20 @@ func sizeClass(n int64) int64 { return 1 << (63 - bits.LeadingZeros64(uint64(n))
 // capped at an eighth of the limit and rounded down to a power of two,
 // when that much of the limit is free, MinBatchBuffer otherwise (or want,
 // when less is wanted). When not even MinBatchBuffer is free, it waits
-// up to BatchWait for room, and then goes past the limit. It returns nil
-// if ctx ends first.
+// for room, and goes past the limit once BatchWait has passed without a
+// buffer given back. It returns nil if ctx ends first.
 func (m *Batches) Get(ctx context.Context, want int) *Buffer {
 	grant := int64(max(want, 1))
 	m.mu.Lock()
 	if grant >= MinBatchBuffer {
 		grant = min(grant, max(m.max/8, MinBatchBuffer))
 		var deadline time.Time
+		var back uint64
 		for m.max-m.used < MinBatchBuffer {
-			if deadline.IsZero() {
-				deadline = time.Now().Add(BatchWait)
+			if deadline.IsZero() || m.back != back {
+				// First wait, or a buffer came back and another Get
+				// took it (the memory turns over): BatchWait from now.
+				deadline, back = time.Now().Add(BatchWait), m.back
 			}
 			d := time.Until(deadline)
 			if d <= 0 {
@@ -184,6 +191,7 @@ func (m *Batches) Forget(b *Buffer) {
 // room.
 func (m *Batches) releaseLocked(b *Buffer) {
 	m.used -= b.charged
+	m.back++
 	if m.room != nil {
 		close(m.room)
 		m.room = nil

@@ -69,6 +69,39 @@ func TestBatchesReuseAndBound(t *testing.T) {
 	}
 }
 
+// TestBatchesPastTheLimitOnlyWhenStuck: a Get waiting for room does not
+// go past the limit while buffers come back, even if other Gets take
+// them: only once BatchWait passed without one.
+func TestBatchesPastTheLimitOnlyWhenStuck(t *testing.T) {
+	t.Parallel()
+	m := NewBatches(8 * MinBatchBuffer)
+	ctx := context.Background()
+	var held []*Buffer
+	for range 8 {
+		held = append(held, m.Get(ctx, MinBatchBuffer))
+	}
+	start := time.Now()
+	done := make(chan time.Duration, 1)
+	go func() {
+		m.Get(ctx, MinBatchBuffer)
+		done <- time.Since(start)
+	}()
+	// Before BatchWait passes, a buffer comes back and another sink takes
+	// it at once, before the waiting Get could.
+	const turnover = BatchWait * 3 / 5
+	time.Sleep(turnover)
+	m.mu.Lock()
+	m.releaseLocked(held[0])
+	m.used += held[0].charged
+	m.mu.Unlock()
+	if waited := <-done; waited < turnover+BatchWait {
+		t.Errorf("Get went past the limit after %v; want no sooner than %v, BatchWait after the last buffer came back", waited, turnover+BatchWait)
+	}
+	if used, _ := m.Used(); used != m.Max()+MinBatchBuffer {
+		t.Errorf("used %d, want the limit %d and one buffer past it", used, m.Max())
+	}
+}
+
 // TestBatchesGetWaitsForPut: a Get over the limit is served as soon as a
 // buffer comes back, and returns nil when its context ends.
 func TestBatchesGetWaitsForPut(t *testing.T) {
