@@ -430,8 +430,8 @@ func (q *Queue) fsync(f File, seg *segment) {
 }
 
 // syncActive fsyncs the segment being written if it has unsynced bytes
-// that are still needed, without holding q.wmu during the fsync. I/O goroutine only: it alone
-// closes files, so the file stays open meanwhile.
+// that are still needed, without holding q.wmu during the fsync. I/O
+// goroutine only: it alone closes files, so the file stays open meanwhile.
 func (q *Queue) syncActive() {
 	q.wmu.Lock()
 	f, seg, dirty := q.w.f, q.w.seg, q.w.dirty
