@@ -69,17 +69,24 @@ func TestBatchesReuseAndBound(t *testing.T) {
 	}
 }
 
+// fullBatches returns batch memory of eight MinBatchBuffers, all handed
+// out, and the buffers holding it.
+func fullBatches() (*Batches, []*Buffer) {
+	m := NewBatches(8 * MinBatchBuffer)
+	var held []*Buffer
+	for range 8 {
+		held = append(held, m.Get(context.Background(), MinBatchBuffer))
+	}
+	return m, held
+}
+
 // TestBatchesPastTheLimitOnlyWhenStuck: a Get waiting for room does not
 // go past the limit while buffers come back, even if other Gets take
 // them: only once BatchWait passed without one.
 func TestBatchesPastTheLimitOnlyWhenStuck(t *testing.T) {
 	t.Parallel()
-	m := NewBatches(8 * MinBatchBuffer)
+	m, held := fullBatches()
 	ctx := context.Background()
-	var held []*Buffer
-	for range 8 {
-		held = append(held, m.Get(ctx, MinBatchBuffer))
-	}
 	start := time.Now()
 	done := make(chan time.Duration, 1)
 	go func() {
@@ -106,12 +113,8 @@ func TestBatchesPastTheLimitOnlyWhenStuck(t *testing.T) {
 // buffer comes back, and returns nil when its context ends.
 func TestBatchesGetWaitsForPut(t *testing.T) {
 	t.Parallel()
-	m := NewBatches(8 * MinBatchBuffer)
+	m, held := fullBatches()
 	ctx := context.Background()
-	var held []*Buffer
-	for range 8 {
-		held = append(held, m.Get(ctx, MinBatchBuffer))
-	}
 	var wg sync.WaitGroup
 	got := make(chan int, 1)
 	wg.Go(func() { got <- m.Get(ctx, MinBatchBuffer).Grant() })
