@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,20 +20,27 @@ import (
 )
 
 // withMetrics restarts plugin with METRICS_ADDR set to a free loopback
-// address and returns that address; the setting is cleared again when the
-// test ends. The plugin must not be shared with parallel tests.
-func withMetrics(t testing.TB, plugin string) string {
+// address, and the settings given ("NAME=value"), and returns that address;
+// they are cleared again when the test ends. The plugin must not be shared
+// with parallel tests.
+func withMetrics(t testing.TB, plugin string, settings ...string) string {
 	t.Helper()
 	addr := fwdFreePort(t)
+	settings = append([]string{"METRICS_ADDR=" + addr}, settings...)
 	t.Cleanup(func() {
 		if _, err := docker(context.Background(), "plugin", "disable", "--force", plugin); err != nil {
 			t.Log(err)
 		}
-		mustDocker(t, "plugin", "set", plugin, "METRICS_ADDR=")
+		args := []string{"plugin", "set", plugin}
+		for _, s := range settings {
+			name, _, _ := strings.Cut(s, "=")
+			args = append(args, name+"=")
+		}
+		mustDocker(t, args...)
 		enablePlugin(t, plugin)
 	})
 	mustDocker(t, "plugin", "disable", "--force", plugin)
-	mustDocker(t, "plugin", "set", plugin, "METRICS_ADDR="+addr)
+	mustDocker(t, append([]string{"plugin", "set", plugin}, settings...)...)
 	enablePlugin(t, plugin)
 	return addr
 }
@@ -152,5 +160,29 @@ func TestMonitoringEndpoints(t *testing.T) {
 	}
 	if status, body, err := metricsGet(addr, "/healthz"); err != nil || status != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz = %d %q %v", status, body, err)
+	}
+}
+
+// TestGOMAXPROCS: the plugin runs Go code on a quarter of the CPUs unless
+// the GOMAXPROCS setting says otherwise.
+func TestGOMAXPROCS(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		settings []string
+		want     int
+	}{
+		{name: "default", want: max(1, runtime.NumCPU()/4)},
+		{name: "set", settings: []string{"GOMAXPROCS=3"}, want: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := withMetrics(t, suite.plugin, tc.settings...)
+			samples, err := scrape(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := samples["go_sched_gomaxprocs_threads"]; !ok || got != float64(tc.want) {
+				t.Errorf("go_sched_gomaxprocs_threads = %v (present: %v), want %d", got, ok, tc.want)
+			}
+		})
 	}
 }
