@@ -74,9 +74,12 @@ type stream struct {
 
 	dec *Decoder
 	enc rotate.Encoder
-	// ev and partial are what forward hands to the sinks, reused.
+	// ev and partial are what forward hands to the sinks, and rec what
+	// goes to the file, reused and filled in place field by field (a
+	// composite literal is built aside and copied, a slow copy per entry).
 	ev      forward.Event
 	partial forward.Partial
+	rec     rotate.Entry
 	// line is a scratch buffer reused for every entry.
 	line []byte
 
@@ -144,12 +147,12 @@ func (s *stream) write(e *LogEntry) {
 		s.line = append(append(s.line[:0], e.Line...), '\n')
 		line = s.line
 	}
-	rec := rotate.Entry{Line: line, Stream: e.Source, Time: time.Unix(0, e.TimeNano)}
+	s.rec.Line, s.rec.Stream, s.rec.Time = line, e.Source, time.Unix(0, e.TimeNano)
 	s.unpublished++
 	s.forward(e)
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
-	err := s.files.w.WriteEntry(&s.enc, &rec, s.attrs)
+	err := s.files.w.WriteEntry(&s.enc, &s.rec, s.attrs)
 	lost = s.files.w.Lost() - lost
 	s.files.mu.Unlock()
 	s.countLost(lost)
@@ -165,8 +168,9 @@ func (s *stream) forward(e *LogEntry) {
 		return
 	}
 	// Sinks copy what they keep: one Event per stream serves every entry,
-	// where a local one would escape to the heap through Send.
-	s.ev = forward.Event{Time: time.Unix(0, e.TimeNano), Source: e.Source, Line: e.Line}
+	// where a local one would escape to the heap through Send. Every field
+	// is set (see rec).
+	s.ev.Time, s.ev.Source, s.ev.Line, s.ev.Partial = time.Unix(0, e.TimeNano), e.Source, e.Line, nil
 	if e.HasPartialMeta {
 		s.partial = forward.Partial{ID: string(e.PartialID), Ordinal: int(e.PartialOrdinal), Last: e.PartialLast}
 		s.ev.Partial = &s.partial
