@@ -1,6 +1,9 @@
 package diskq
 
-import "runtime"
+import (
+	"runtime"
+	"sync"
+)
 
 // Buffers shared by every queue of the process. A queue holds a write
 // buffer only while entries wait in memory, and a read window only during
@@ -14,8 +17,11 @@ var (
 // goroutine and were not served yet: each holds a second buffer
 // meanwhile. With none free, Append writes itself, as Flush does; so with
 // hundreds of containers busy at once, no more buffers wait than when
-// every reader wrote its own.
-var writeSlots = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+// every reader wrote its own. It is made on first use, so that it follows
+// the GOMAXPROCS the process set when it started.
+var writeSlots = sync.OnceValue(func() chan struct{} {
+	return make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+})
 
 // firstWriteBuf is the capacity of a new write buffer: most hold the
 // entries of one read of a container's FIFO; they grow as needed.

@@ -467,12 +467,12 @@ func (q *Queue) askWrite() bool {
 		return true
 	}
 	select {
-	case writeSlots <- struct{}{}:
+	case writeSlots() <- struct{}{}:
 	default:
 		return false
 	}
 	if q.writeNow.Swap(true) {
-		<-writeSlots // asked meanwhile, with a slot of its own
+		<-writeSlots() // asked meanwhile, with a slot of its own
 	} else {
 		q.wakeWriter()
 	}

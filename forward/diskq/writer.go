@@ -119,7 +119,7 @@ func (q *Queue) run() {
 		case <-q.kick:
 			if q.writeNow.Swap(false) {
 				q.Flush()
-				<-writeSlots
+				<-writeSlots()
 			}
 		case <-tick.C:
 		case <-io.retry.C:
@@ -133,7 +133,7 @@ func (q *Queue) run() {
 			q.Flush()
 		case <-q.stop:
 			if q.writeNow.Swap(false) {
-				<-writeSlots // finish or die deals with what waits
+				<-writeSlots() // finish or die deals with what waits
 			}
 			helper.Wait()
 			select {
