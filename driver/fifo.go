@@ -124,11 +124,11 @@ func (f *fifo) Read(b []byte) (int, error) {
 // sets the next pause from what gathered during this one. It returns how
 // many bytes the pipe holds after the pause, or -1 if it did not pause.
 func (f *fifo) pause() (int, error) {
-	if !f.short || f.stopping.Load() {
-		f.short = false
+	short := f.short
+	f.short = false
+	if !short || f.stopping.Load() {
 		return -1, nil
 	}
-	f.short = false
 	time.Sleep(f.delay)
 	n, err := f.queued()
 	if err != nil {

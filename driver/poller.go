@@ -36,34 +36,36 @@ type poller struct {
 // pollerEvents is how many events one epoll_wait returns at most.
 const pollerEvents = 64
 
-func newPoller() (*poller, error) {
+func newPoller() (_ *poller, err error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("create epoll: %w", err)
 	}
-	quit, err := eventfd()
-	if err != nil {
-		syscall.Close(epfd)
-		return nil, err
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(quit)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, quit, &ev); err != nil {
-		syscall.Close(quit)
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("watch eventfd: %w", err)
-	}
 	// A non-blocking descriptor is one os.NewFile hands to the network
 	// poller.
 	if err := syscall.SetNonblock(epfd, true); err != nil {
-		syscall.Close(quit)
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("set epoll non-blocking: %w", err)
 	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
+	ep := os.NewFile(uintptr(epfd), "epoll") // owns epfd from here on
+	quit := -1
+	defer func() {
+		if err != nil {
+			if quit >= 0 {
+				syscall.Close(quit)
+			}
+			ep.Close()
+		}
+	}()
+	if quit, err = eventfd(); err != nil {
+		return nil, err
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(quit)}
+	if err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, quit, &ev); err != nil {
+		return nil, fmt.Errorf("watch eventfd: %w", err)
+	}
 	raw, err := ep.SyscallConn()
 	if err != nil {
-		syscall.Close(quit)
-		ep.Close()
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
 	p := &poller{epfd: epfd, ep: ep, quit: quit, done: make(chan struct{}), ready: make(map[int32]chan struct{})}
