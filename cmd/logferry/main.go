@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,9 +68,11 @@ func run() error {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(gcPercent)
 	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/procsShare))
+	n, err := procs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
 	}
+	runtime.GOMAXPROCS(n)
 	socket := flag.String("socket", "/run/docker/plugins/logferry.sock", "unix socket to serve the plugin protocol on")
 	root := flag.String("root", envOr("LOGFERRY_ROOT", "/var/lib/logferry"), "directory that holds containers/<id>/<id>-json.log")
 	state := flag.String("state-dir", "/var/lib/logferry-state", "directory, inside the plugin, that keeps what a restarted plugin needs to reopen running containers' FIFOs")
@@ -190,6 +193,20 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %q: %w", path, err)
 	}
 	return l, nil
+}
+
+// procs returns the GOMAXPROCS the plugin runs with: that of the setting,
+// or for none a quarter (1/procsShare) of cpus, at least 1. The runtime
+// ignores a setting it cannot parse; the plugin refuses to start instead.
+func procs(setting string, cpus int) (int, error) {
+	if setting == "" {
+		return max(1, cpus/procsShare), nil
+	}
+	n, err := strconv.Atoi(setting)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("GOMAXPROCS %q: want a whole number of at least 1, or empty for a quarter of the CPUs", setting)
+	}
+	return n, nil
 }
 
 // monitorAddr completes METRICS_ADDR: a port alone, or an address without
