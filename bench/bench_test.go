@@ -8,7 +8,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -306,6 +308,52 @@ func TestMedian(t *testing.T) {
 		if got := median(tc.in); got != tc.want {
 			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestTimeRatio: the time targets give the ratio of medians and, beside
+// it, each round's ratio from the runs that succeeded in both
+// configurations.
+func TestTimeRatio(t *testing.T) {
+	w := workload{containers: 1, lines: 1000}
+	run := func(driver string, round int, secs float64, err error) result {
+		return result{workload: w, driver: driver, round: round, wall: time.Duration(secs * float64(time.Second)),
+			sent: 1000, delivered: 1000, err: err}
+	}
+	for _, tc := range []struct {
+		name    string
+		results []result
+		want    string
+		ratio   float64
+	}{
+		{
+			name:    "one round",
+			results: []result{run("drain", 1, 2, nil), run("logferry", 1, 2.2, nil)},
+			want:    "1.10×", ratio: 1.1,
+		},
+		{
+			name: "rounds in any order, a failed run left out",
+			results: []result{
+				run("logferry", 2, 3, nil), run("drain", 2, 2, nil),
+				run("drain", 1, 2, nil), run("logferry", 1, 2, nil),
+				run("drain", 3, 4, nil), run("logferry", 3, 4.4, nil),
+				run("drain", 4, 2, nil), run("logferry", 4, 9, errors.New("stalled")),
+			},
+			// Medians 3 s and 2 s; rounds 1 to 3 only.
+			want: "1.50× (by round 1.00, 1.50, 1.10; their median 1.10×)", ratio: 1.5,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config{single: w, drivers: []string{"drain", "logferry"}}
+			ts := tables(cfg, tc.results)
+			if len(ts) != 1 {
+				t.Fatalf("%d tables, want 1", len(ts))
+			}
+			got, r := ts[0].timeRatio("logferry", "drain")
+			if got != tc.want || math.Abs(r-tc.ratio) > 1e-9 {
+				t.Errorf("timeRatio = %q, %v; want %q, %v", got, r, tc.want, tc.ratio)
+			}
+		})
 	}
 }
 
