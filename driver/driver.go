@@ -449,9 +449,9 @@ func (d *Driver) release(s *stream) error {
 	return err
 }
 
-// ReadLogs writes the container's records that cfg selects to w as frames,
-// calling flush after each batch. With cfg.Follow it keeps writing new
-// records until the container's stream ends or ctx is done. It reads the
+// ReadLogs writes the container's records that cfg selects to w as frames.
+// With cfg.Follow it keeps writing new records until the container's stream
+// ends or ctx is done, calling flush whenever it has written all there is. It reads the
 // files on disk, so it works for containers logged before a plugin restart.
 func (d *Driver) ReadLogs(ctx context.Context, info *Info, cfg ReadConfig, w io.Writer, flush func()) error {
 	path, err := d.logPath(info.ContainerID)
@@ -466,15 +466,14 @@ func (d *Driver) ReadLogs(ctx context.Context, info *Info, cfg ReadConfig, w io.
 		writer = cf.w
 	}
 	d.mu.Unlock()
-	rcfg := rotate.ReadConfig{Tail: cfg.Tail, Since: cfg.Since, Until: cfg.Until, Follow: cfg.Follow && writer != nil}
+	// A follower is flushed once it has caught up, not after each record:
+	// a busy container's burst goes out in a few writes, not one each.
+	rcfg := rotate.ReadConfig{Tail: cfg.Tail, Since: cfg.Since, Until: cfg.Until, Follow: cfg.Follow && writer != nil, Idle: flush}
 	var frame []byte
 	return rotate.Read(ctx, path, rcfg, writer, func(e *rotate.Entry) error {
 		frame = AppendFrame(frame[:0], &LogEntry{Source: e.Stream, TimeNano: e.Time.UnixNano(), Line: e.Line})
 		if _, err := w.Write(frame); err != nil {
 			return fmt.Errorf("send log entry: %w", err)
-		}
-		if rcfg.Follow {
-			flush()
 		}
 		return nil
 	})

@@ -30,6 +30,10 @@ type ReadConfig struct {
 	// Follow keeps delivering the records written after Read was called,
 	// until the Writer is closed. It needs the Writer of the log.
 	Follow bool
+	// Idle, if not nil, is called while following each time every record
+	// flushed so far has been delivered and Read is about to wait for
+	// more: when to push what the caller of Read buffered to its reader.
+	Idle func()
 }
 
 // errUntil ends a read at a record after ReadConfig.Until.
@@ -271,6 +275,9 @@ func (r *reader) follow(ctx context.Context, path string, w *Writer, cur *os.Fil
 		}
 		if closed {
 			return nil
+		}
+		if r.cfg.Idle != nil {
+			r.cfg.Idle()
 		}
 		select {
 		case <-wake:

@@ -422,6 +422,74 @@ func TestFollowTailZero(t *testing.T) {
 	}
 }
 
+// TestFollowIdle: a follower calls Idle once it has delivered every record
+// flushed so far, before it waits: after each batch, never within one; a
+// reader that does not follow never calls it.
+func TestFollowIdle(t *testing.T) {
+	const idle = -1
+	for _, follow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.log")
+			w := NewWriter(path, Config{})
+			defer w.Close()
+			writeSeqs(t, w, 0, 3)
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			events := make(chan int, 100)
+			read := make(chan error, 1)
+			cfg := ReadConfig{Tail: -1, Follow: follow, Idle: func() { events <- idle }}
+			go func() {
+				read <- Read(t.Context(), path, cfg, w, func(e *Entry) error {
+					n, err := parseSeq(e.Line)
+					events <- n
+					return err
+				})
+			}()
+			expect := func(want ...int) {
+				t.Helper()
+				for _, n := range want {
+					select {
+					case got := <-events:
+						if got != n {
+							t.Fatalf("got event %d, want %d (-1: idle)", got, n)
+						}
+					case <-time.After(testTimeout):
+						t.Fatalf("timed out waiting for event %d (-1: idle)", n)
+					}
+				}
+			}
+			if !follow {
+				expect(0, 1, 2)
+				if err := <-read; err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				if len(events) != 0 {
+					t.Fatalf("%d events after the records, want none", len(events))
+				}
+				return
+			}
+			expect(0, 1, 2, idle)
+			for i := 3; i < 12; i += 3 {
+				writeSeqs(t, w, i, i+3)
+				if err := w.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				expect(i, i+1, i+2, idle)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-read; err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if len(events) != 0 {
+				t.Fatalf("%d events after the writer closed, want none", len(events))
+			}
+		})
+	}
+}
+
 func TestFollowClosedWriter(t *testing.T) {
 	path, w := tenRecordLog(t, true, false)
 	if got := readSeqs(t, path, ReadConfig{Tail: 2, Follow: true}, w); !slices.Equal(got, []int{8, 9}) {
