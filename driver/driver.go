@@ -451,8 +451,9 @@ func (d *Driver) release(s *stream) error {
 
 // ReadLogs writes the container's records that cfg selects to w as frames.
 // With cfg.Follow it keeps writing new records until the container's stream
-// ends or ctx is done, calling flush whenever it has written all there is. It reads the
-// files on disk, so it works for containers logged before a plugin restart.
+// ends or ctx is done, calling flush whenever it has written all there is.
+// It reads the files on disk, so it works for containers logged before a
+// plugin restart.
 func (d *Driver) ReadLogs(ctx context.Context, info *Info, cfg ReadConfig, w io.Writer, flush func()) error {
 	path, err := d.logPath(info.ContainerID)
 	if err != nil {
