@@ -56,12 +56,14 @@ build:
 	@echo "==> build $(BIN)"
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/logferry
 
-## test: unit tests (the e2e package is behind the "e2e" build tag), and
-## those of the benchmark harness (behind "bench"; they need no dockerd)
+## test: unit tests (the e2e package is behind the "e2e" build tag), those
+## of the benchmark harness (behind "bench"; they need no dockerd), and
+## rotate's again with "purego", which swaps its assembly for portable Go
 test:
 	@echo "==> unit tests"
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags bench ./bench/...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags purego ./rotate
 
 ## prepare: Debian packages, dockerd, local registry and the test image
 prepare:
@@ -139,6 +141,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e
 	$(GO) vet -tags bench ./bench/...
+	$(GO) vet -tags purego ./rotate
 
 ## bench: Go benchmarks, then the end-to-end benchmark against Docker's own
 ## drivers (bench/); prints Markdown tables. Needs root and dockerd.

@@ -1,7 +1,6 @@
 package rotate
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,9 +148,9 @@ func appendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Whole plain words, then plain bytes up to the first other byte:
-		// within the next word, or the last few bytes.
-		i += plainWords(s[i:])
+		// A fast scan, then plain bytes up to the first other byte in
+		// the few it may leave.
+		i += plainPrefix(s[i:])
 		for i < len(s) && plainByte[s[i]] {
 			i++
 		}
@@ -192,35 +191,6 @@ func appendString(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
-}
-
-// plainWords returns the length of the longest prefix of s made of whole
-// 8-byte words whose bytes all appear unescaped in a JSON string (printable
-// ASCII except quote, backslash, <, > and &), eight bytes at a time.
-func plainWords(s []byte) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
-	n := 0
-	for ; len(s)-n >= 8; n += 8 {
-		x := binary.LittleEndian.Uint64(s[n:])
-		// The high bit of a byte of bad is set where that byte of x is
-		// not ASCII or is a control character (a borrow only leaves a
-		// byte that is one itself), or is " or & (x|4 is 0x26), < or >
-		// (x|2 is 0x3e), or a backslash. The zero-byte test y-1 & ^y can
-		// mark bytes above a zero byte too; bad is still 0 only when no
-		// byte needs escaping.
-		a := (x | ones*4) ^ ones*0x26
-		b := (x | ones*2) ^ ones*0x3e
-		c := x ^ ones*'\\'
-		bad := (x|(x-ones*0x20))&highs |
-			(a-ones)&^a&highs | (b-ones)&^b&highs | (c-ones)&^c&highs
-		if bad != 0 {
-			break
-		}
-	}
-	return n
 }
 
 // record is the json-file object as it is read back; attrs are not needed

@@ -358,41 +358,41 @@ func BenchmarkParseJSON(b *testing.B) {
 	}
 }
 
-// TestPlainWords checks plainWords against a byte-by-byte reading, for
-// every byte value at every position of a word and for random input.
-func TestPlainWords(t *testing.T) {
+// TestPlainPrefix checks plainPrefix against a byte-by-byte reading, for
+// every byte value at every position of three blocks, for every length of
+// them and for random input.
+func TestPlainPrefix(t *testing.T) {
 	plain := func(b byte) bool {
 		return b >= 0x20 && b < utf8.RuneSelf && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
 	}
 	want := func(s []byte) int {
-		n := 0
-		for ; len(s)-n >= 8; n += 8 {
-			for _, b := range s[n : n+8] {
-				if !plain(b) {
-					return n
-				}
+		for i, b := range s {
+			if !plain(b) {
+				return i
 			}
 		}
-		return n
+		return len(s)
 	}
 	check := func(s []byte) {
 		t.Helper()
-		if got, want := plainWords(s), want(s); got != want {
-			t.Fatalf("plainWords(%q) = %d, want %d", s, got, want)
+		// Bytes short of a block at the end may be left to the caller.
+		if got, want := plainPrefix(s), want(s); got > want || got < want && len(s)-got >= plainBlock {
+			t.Fatalf("plainPrefix(%q) = %d, want %d", s, got, want)
 		}
 	}
-	base := []byte("abcdefghijklmnopqrstuvwx")
+	base := []byte("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL")
 	for v := range 256 {
 		for pos := range len(base) {
 			s := bytes.Clone(base)
 			s[pos] = byte(v)
 			check(s)
 			check(s[:pos+1])
+			check(s[:pos])
 		}
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 10000 {
-		s := make([]byte, r.IntN(40))
+		s := make([]byte, r.IntN(80))
 		for i := range s {
 			s[i] = byte(0x1e + r.IntN(0x62)) // mostly printable, some not
 		}
