@@ -150,15 +150,26 @@ func (s *stream) write(e *LogEntry) {
 	s.rec.Line, s.rec.Stream, s.rec.Time = line, e.Source, time.Unix(0, e.TimeNano)
 	s.unpublished++
 	s.forward(e)
+	if err := s.toFiles(&s.rec); err != nil {
+		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
+	}
+}
+
+// toFiles writes rec to the files, or flushes them if rec is nil, and
+// counts the records that the Writer lost doing so.
+func (s *stream) toFiles(rec *rotate.Entry) error {
 	s.files.mu.Lock()
 	lost := s.files.w.Lost()
-	err := s.files.w.WriteEntry(&s.enc, &s.rec, s.attrs)
+	var err error
+	if rec != nil {
+		err = s.files.w.WriteEntry(&s.enc, rec, s.attrs)
+	} else {
+		err = s.files.w.Flush()
+	}
 	lost = s.files.w.Lost() - lost
 	s.files.mu.Unlock()
 	s.countLost(lost)
-	if err != nil {
-		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
-	}
+	return err
 }
 
 // forward hands e to the destinations, before the file write so that a
@@ -186,13 +197,8 @@ func (s *stream) flush() {
 	for _, sk := range s.sinks {
 		sk.Flush()
 	}
-	s.files.mu.Lock()
-	lost := s.files.w.Lost()
-	err := s.files.w.Flush()
-	lost = s.files.w.Lost() - lost
-	s.files.mu.Unlock()
+	err := s.toFiles(nil)
 	s.publish()
-	s.countLost(lost)
 	if err != nil {
 		s.errLog.Error("write", "flush log records", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
