@@ -33,7 +33,9 @@ type bulkClient interface {
 	// ended. It sets b.held when the body may still be read after it
 	// returned.
 	Bulk(ctx context.Context, b *batch) ([]itemResult, error)
-	// PutIndexTemplate installs a composable index template.
+	// PutIndexTemplate installs a composable index template, unless the
+	// same one was installed through this client (or one it shares)
+	// already.
 	PutIndexTemplate(ctx context.Context, name, body string) error
 }
 
@@ -61,6 +63,7 @@ type dialFunc func(ctx context.Context) (bulkClient, error)
 // sink's view of a client shared with other sinks (see clients).
 type olivereClient struct {
 	es       *elastic.Client
+	shared   *sharedClient
 	pipeline string
 	// compress gzips _bulk bodies (the library's own gzip is off: it
 	// would compress them again).
@@ -75,7 +78,7 @@ func dialOlivere(cfg Config, shared *sharedClient) dialFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &olivereClient{es: es, pipeline: cfg.Pipeline, compress: cfg.Compress}, nil
+		return &olivereClient{es: es, shared: shared, pipeline: cfg.Pipeline, compress: cfg.Compress}, nil
 	}
 }
 
@@ -138,7 +141,12 @@ type sharedClient struct {
 	// a dial with their context.
 	sema chan struct{}
 	es   *elastic.Client
-	refs int // guarded by clientSet.mu
+	// tmplSema guards templates, the bodies of the index templates put
+	// through es by name: held to put one, so that the sinks sharing the
+	// client put each template once rather than once per container.
+	tmplSema  chan struct{}
+	templates map[string]string
+	refs      int // guarded by clientSet.mu
 }
 
 // acquire returns the shared client for cfg and creds, making it if there
@@ -162,9 +170,11 @@ func (cs *clientSet) acquire(cfg Config, creds Credentials) (*sharedClient, erro
 		// Credentials are added to each request by the doer, so that the
 		// library never holds them (and its sniffer, which forgets
 		// custom headers, still authenticates).
-		doer: trackBodies{newAuthDoer(&http.Client{Transport: tr}, creds)},
-		sema: make(chan struct{}, 1),
-		refs: 1,
+		doer:      trackBodies{newAuthDoer(&http.Client{Transport: tr}, creds)},
+		sema:      make(chan struct{}, 1),
+		tmplSema:  make(chan struct{}, 1),
+		templates: map[string]string{},
+		refs:      1,
 	}
 	cs.m[key] = c
 	return c, nil
@@ -377,10 +387,19 @@ var (
 )
 
 func (c *olivereClient) PutIndexTemplate(ctx context.Context, name, body string) error {
-	_, err := c.es.IndexPutIndexTemplate(name).BodyString(body).Do(ctx)
-	if err != nil {
+	select {
+	case c.shared.tmplSema <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.shared.tmplSema }()
+	if b, ok := c.shared.templates[name]; ok && b == body {
+		return nil
+	}
+	if _, err := c.es.IndexPutIndexTemplate(name).BodyString(body).Do(ctx); err != nil {
 		return toRequestError(ctx, err)
 	}
+	c.shared.templates[name] = body
 	return nil
 }
 

@@ -594,7 +594,9 @@ func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
 func (s *Sink) installTemplate(ctx context.Context) {
 	name, body := template(s.pattern)
 	for attempt := 1; ; attempt++ {
-		err := s.es.PutIndexTemplate(ctx, name, body)
+		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		err := s.es.PutIndexTemplate(reqCtx, name, body)
+		cancel()
 		if err == nil {
 			s.log.Info("installed index template", "template", name)
 			return

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -681,6 +683,47 @@ func TestTemplateInstalled(t *testing.T) {
 	}
 	if m := srv.Mapping("docker-20240309"); m["@timestamp"] != "date" || m["container_name"] != "keyword" {
 		t.Errorf("index mapping %v", m)
+	}
+}
+
+// TestTemplateInstalledOnce: the sinks of containers that share a client
+// put the index template once between them, and again only on a client
+// made after they all closed.
+func TestTemplateInstalledOnce(t *testing.T) {
+	t.Parallel()
+	srv := estest.NewServer(estest.Options{})
+	defer srv.Close()
+	cfg := fast(srv.URL)
+	cfg.Template = true
+	puts := func() int {
+		n := 0
+		for _, r := range srv.Requests() {
+			if r.Method == http.MethodPut && r.Path == "/_index_template/logferry-docker" {
+				n++
+			}
+		}
+		return n
+	}
+	for round := 1; round <= 2; round++ {
+		sinks := make([]*Sink, 5)
+		for i := range sinks {
+			sinks[i] = newTestSink(t, cfg, Credentials{}, nil)
+		}
+		for i, s := range sinks {
+			// The sinks are the same container's: distinct times keep
+			// their documents' IDs apart.
+			at := epoch.Add(time.Duration(10*round+i) * time.Second)
+			s.Send(&forward.Event{Time: at, Source: "stdout", Line: []byte(strconv.Itoa(i))})
+		}
+		for _, s := range sinks {
+			closeSink(t, s, 10*time.Second)
+		}
+		if n := puts(); n != round {
+			t.Errorf("after %d rounds of 5 sinks: %d template requests, want %d", round, n, round)
+		}
+	}
+	if n := srv.Count(); n != 10 {
+		t.Errorf("%d documents, want 10", n)
 	}
 }
 
