@@ -11,6 +11,7 @@ package e2e
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,57 @@ burst %d`, burst, burst, burst),
 		t.Fatalf("test bug: the server rejected %d documents with 429 and answered %d requests 503", st.Rejected, st.Unavailable)
 	}
 	t.Logf("server: %+v", st)
+}
+
+// TestElasticsearchTemplateOnce runs three containers at once that log to
+// the same cluster with elasticsearch-template=true: the plugin puts the
+// index template once for them all, before the index it maps is created.
+func TestElasticsearchTemplateOnce(t *testing.T) {
+	t.Parallel()
+	const containers, burst = 3, 20
+	srv := esServer(t, estest.Options{})
+	gate := newFwdSync(t)
+	cs := make([]*container, containers)
+	for i := range cs {
+		cs[i] = create(t, spec{
+			driver: suite.driver,
+			logOpts: []string{
+				"elasticsearch-url=" + srv.URL,
+				"elasticsearch-flush-interval=200ms",
+				"elasticsearch-template=true",
+			},
+			flags:  gate.flag(),
+			script: esLinesScript + fmt.Sprintf("burst %d; await done", burst),
+		})
+	}
+	for _, c := range cs {
+		c.start(t)
+	}
+	// Every container's sink has sent its documents, and so put the
+	// template or found it put, while all of them were running.
+	docs := esDocs(t, srv, containers*burst, fwdCeiling)
+	gate.signal(t, "done")
+	for _, c := range cs {
+		c.wait(t)
+	}
+	puts := 0
+	for _, r := range srv.Requests() {
+		if r.Method == http.MethodPut && strings.HasPrefix(r.Path, "/_index_template/") {
+			puts++
+		}
+	}
+	if puts != 1 {
+		t.Errorf("%d index template requests for %d containers, want 1", puts, containers)
+	}
+	if _, ok := srv.Templates()["logferry-docker"]; !ok {
+		t.Fatalf("templates %v, want logferry-docker", srv.Templates())
+	}
+	if m := srv.Mapping(docs[0].Index); m["@timestamp"] != "date" || m["container_name"] != "keyword" {
+		t.Errorf("index %s mapped %v, want @timestamp a date and container_name a keyword", docs[0].Index, m)
+	}
+	if len(docs) != containers*burst {
+		t.Errorf("%d documents, want %d", len(docs), containers*burst)
+	}
 }
 
 // TestFluentdAndElasticsearchTogether sends one container's entries to its
