@@ -149,7 +149,7 @@ func (s *stream) write(e *LogEntry) {
 	}
 	s.rec.Line, s.rec.Stream, s.rec.Time = line, e.Source, time.Unix(0, e.TimeNano)
 	s.unpublished++
-	s.forward(e)
+	s.forward(e, s.rec.Time)
 	if err := s.toFiles(&s.rec); err != nil {
 		s.errLog.Error("write", "write log record", "error", err, "write_errors", s.writeErrors.Add(1))
 	}
@@ -172,16 +172,16 @@ func (s *stream) toFiles(rec *rotate.Entry) error {
 	return err
 }
 
-// forward hands e to the destinations, before the file write so that a
-// slow disk does not delay them.
-func (s *stream) forward(e *LogEntry) {
+// forward hands e, read at t, to the destinations, before the file write
+// so that a slow disk does not delay them.
+func (s *stream) forward(e *LogEntry, t time.Time) {
 	if len(s.sinks) == 0 {
 		return
 	}
 	// Sinks copy what they keep: one Event per stream serves every entry,
 	// where a local one would escape to the heap through Send. Every field
 	// is set (see rec).
-	s.ev.Time, s.ev.Source, s.ev.Line, s.ev.Partial = time.Unix(0, e.TimeNano), e.Source, e.Line, nil
+	s.ev.Time, s.ev.Source, s.ev.Line, s.ev.Partial = t, e.Source, e.Line, nil
 	if e.HasPartialMeta {
 		s.partial = forward.Partial{ID: string(e.PartialID), Ordinal: int(e.PartialOrdinal), Last: e.PartialLast}
 		s.ev.Partial = &s.partial
