@@ -85,6 +85,7 @@ func run() error {
 		return fmt.Errorf("log level %q: must be debug, info, warn or error", *level)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	reportTrust(log, caStore)
 
 	l, err := listen(*socket)
 	if err != nil {

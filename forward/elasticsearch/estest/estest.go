@@ -127,6 +127,7 @@ type Stats struct {
 	BadRequests   int // whole requests answered 4xx
 	Unavailable   int // whole requests answered 503
 	Dropped       int // answers dropped by DropResponses
+	Handshakes    int // TLS handshakes begun (ClientHellos), refused ones too
 }
 
 // Server is a running stand-in for an Elasticsearch node.
@@ -444,6 +445,12 @@ func (s *Server) makeCert() error {
 		return err
 	}
 	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.tlsConf.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		// A client that does not trust the certificate sends no request:
+		// this is how a test sees that it tried.
+		s.count(func(st *Stats) { st.Handshakes++ })
+		return nil, nil
+	}
 	return nil
 }
 
