@@ -789,6 +789,7 @@ func (q *Queue) Wait(ctx context.Context, minEvents int, minBytes int64) error {
 		default:
 		}
 		q.mu.Lock()
+		q.passReadLocked()
 		events, bytes := q.unreadLocked()
 		switch {
 		case events > 0 && (events >= minEvents || bytes >= minBytes || q.closedW):
@@ -807,6 +808,23 @@ func (q *Queue) Wait(ctx context.Context, minEvents int, minBytes int64) error {
 			q.mu.Unlock()
 			return err
 		}
+	}
+}
+
+// passReadLocked marks done the segments read to their end that were
+// sealed after the last Read: Read passes them too, but a Wait that found
+// nothing else to hand out would otherwise never see the queue drained.
+// q.readMu is held.
+func (q *Queue) passReadLocked() {
+	for _, s := range q.segs {
+		if s.done || s.dropped || s.deleted || !s.sealed || s.rpos < s.size {
+			continue
+		}
+		s.done = true
+		if q.r.seg == s {
+			q.r.release()
+		}
+		q.wakeWriter() // it may be deletable
 	}
 }
 

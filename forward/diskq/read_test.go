@@ -158,17 +158,23 @@ func TestWait(t *testing.T) {
 	tests := []struct {
 		name      string
 		appended  int
+		read      int // handed out before the wait
 		minEvents int
 		minBytes  int64
 		closeW    bool
 		want      error
 	}{
-		{"enough events", 10, 10, 1 << 30, false, nil},
-		{"enough bytes", 10, 1000, 5 * frame, false, nil},
-		{"too few", 10, 11, 1 << 30, false, context.DeadlineExceeded},
-		{"nothing", 0, 1, 1, false, context.DeadlineExceeded},
-		{"too few but closing", 3, 11, 1 << 30, true, nil},
-		{"closed and empty", 0, 1, 1, true, forward.ErrQueueClosed},
+		{"enough events", 10, 0, 10, 1 << 30, false, nil},
+		{"enough bytes", 10, 0, 1000, 5 * frame, false, nil},
+		{"too few", 10, 0, 11, 1 << 30, false, context.DeadlineExceeded},
+		{"nothing", 0, 0, 1, 1, false, context.DeadlineExceeded},
+		{"all handed out", 5, 5, 1, 1, false, context.DeadlineExceeded},
+		{"too few but closing", 3, 0, 11, 1 << 30, true, nil},
+		{"closed and empty", 0, 0, 1, 1, true, forward.ErrQueueClosed},
+		// The segment read to its end before CloseWrite sealed it: no
+		// Read is needed to learn that nothing is left.
+		{"closed and all handed out", 5, 5, 1, 1, true, forward.ErrQueueClosed},
+		{"closed with some left", 5, 3, 1, 1, true, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +182,9 @@ func TestWait(t *testing.T) {
 			q := open(t, fastConfig(t.TempDir()))
 			appendRange(q, 0, tc.appended)
 			q.Flush()
+			if tc.read > 0 {
+				take(t, q, tc.read, false)
+			}
 			if tc.closeW {
 				q.CloseWrite()
 			}
@@ -344,5 +353,26 @@ func TestReread(t *testing.T) {
 	q.Reread(items[0].Token, items[59].Token+1, func(*forward.Item) {})
 	if len(got) != len(want)-lost || q.Dropped()-before != uint64(lost) {
 		t.Errorf("after the drop: %d read again, %d more dropped; want %d and %d", len(got), q.Dropped()-before, len(want)-lost, lost)
+	}
+}
+
+// TestWaitSealedAfterRead: a segment read to its end before the writer
+// sealed it (it filled up, or the queue closes) is passed by Wait, which
+// then knows that nothing is left once CloseWrite was called. A Read
+// would pass it, but a sink waits before it reads.
+func TestWaitSealedAfterRead(t *testing.T) {
+	t.Parallel()
+	q := open(t, fastConfig(t.TempDir()))
+	appendRange(q, 0, 3)
+	q.Flush()
+	take(t, q, 3, true)
+	q.wmu.Lock()
+	q.sealActive()
+	q.wmu.Unlock()
+	q.CloseWrite()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := q.Wait(ctx, 1, 1); !errors.Is(err, forward.ErrQueueClosed) {
+		t.Errorf("Wait = %v, want %v", err, forward.ErrQueueClosed)
 	}
 }
