@@ -135,15 +135,6 @@ func (b *batch) splitOff(n int, to *forward.Buffer) *batch {
 	return rest
 }
 
-// tokens returns the range of buffer tokens of b's actions, to acknowledge
-// once they are all settled.
-func (b *batch) tokens() (from, to uint64) {
-	if len(b.actions) == 0 {
-		return 0, 0
-	}
-	return b.actions[0].tok, b.actions[len(b.actions)-1].tok + 1
-}
-
 // parseBulkResponse reads Elasticsearch's answer to a _bulk request into
 // results, one per action, in order (Elasticsearch answers the items in
 // the order of the actions): each item's status and, when it failed, its

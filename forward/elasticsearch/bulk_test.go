@@ -246,11 +246,19 @@ func TestBatchAdd(t *testing.T) {
 			if err := checkBody(b); err != nil {
 				t.Error(err)
 			}
-			if from, to := b.tokens(); from != 1 || to != uint64(tt.want+1) {
+			if from, to := tokens(b); from != 1 || to != uint64(tt.want+1) {
 				t.Errorf("tokens [%d, %d), want [1, %d)", from, to, tt.want+1)
 			}
 		})
 	}
+}
+
+// tokens returns the range of buffer tokens of b's actions.
+func tokens(b *batch) (from, to uint64) {
+	if len(b.actions) == 0 {
+		return 0, 0
+	}
+	return b.actions[0].tok, b.actions[len(b.actions)-1].tok + 1
 }
 
 // TestBatchRetrySubset checks the ways the sink makes a body of the
@@ -298,7 +306,7 @@ func TestBatchRetrySubset(t *testing.T) {
 		if got := fmt.Sprint(batchLogs(t, rest)); got != "[line-2 line-3 line-4]" {
 			t.Errorf("second half %s", got)
 		}
-		if from, to := rest.tokens(); from != 12 || to != 15 {
+		if from, to := tokens(rest); from != 12 || to != 15 {
 			t.Errorf("second half's tokens [%d, %d)", from, to)
 		}
 	})

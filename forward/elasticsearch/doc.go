@@ -40,8 +40,8 @@
 //	elasticsearch-bulk-size                 bytes per request before compression, default 5m
 //	elasticsearch-flush-interval            longest wait for a batch to fill, default 5s
 //	elasticsearch-compress                  gzip request bodies, default false
-//	elasticsearch-workers                   requests in flight at once, default 1
-//	elasticsearch-tls-ca                    PEM file of the CAs to trust, default the system's
+//	elasticsearch-workers                   most requests in flight at once, default 1
+//	elasticsearch-tls-ca                    PEM file of the CAs to trust, default the host's
 //	elasticsearch-tls-insecure-skip-verify  skip certificate verification, default false
 //	elasticsearch-template                  install an index template, default false
 //	log-format                              text (default) or json: add a JSON line's fields
@@ -95,9 +95,23 @@
 // settled: created, already there (409), or refused for good and
 // dead-lettered. What is left when Close's deadline passes, or when the
 // plugin is killed, is sent first by the next sink created on the same
-// directory: exactly once into the index. Documents answered
-// 429 or 5xx are sent again with exponential backoff and jitter, as are
-// requests that fail as a whole (connection refused, timeout, 503, 401 ...).
+// directory: exactly once into the index.
+//
+// # Pushback
+//
+// Documents answered 429 or 5xx, and all those of a request that failed as
+// a whole (connection refused, timeout, 503, 401 ...), go again at the
+// front of the next request, while the documents queued behind them keep
+// flowing: a document the cluster refuses holds back no other. What the
+// cluster answers decides when the next request goes, and how many may be
+// in flight at once (see pressure): between 1 and elasticsearch-workers,
+// halved when the cluster pushes back, one more after a round of answers
+// without pushback (AIMD); after an answer that refused part of the
+// documents, a pause as long as the cluster would take to index them at
+// the rate it took the rest; after one that made no progress, exponential
+// backoff with jitter. Pushback is counted by status (Stats.ItemErrors)
+// and logged at a limited rate with the share refused.
+//
 // Documents refused for good (mapping errors and other 4xx) are appended to
 // the dead-letter file beside the container's logs, counted, and logged at
 // a limited rate; they are never retried.
@@ -113,9 +127,10 @@
 // events straight from the queue into it, back to back: the buffer is the
 // request's body, handed to the client without a copy. A batch is thus at
 // most elasticsearch-bulk-size, and often less. The buffer is kept until
-// every document of the batch is settled, retries included (the documents
-// to retry are moved to its front: their body), and given back then. So a
-// sink holds at most two batches (cfg.Workers plus one), whatever the
-// number of events waiting, and a hundred sinks, even all retrying while
-// Elasticsearch is down, hold a few MiB of batches.
+// every document of the batch is settled: the documents to send again are
+// moved to its front (their body), and it becomes the next request, topped
+// up with newer events. So a sink holds at most cfg.Workers plus one
+// batches, whatever the number of events waiting, and a hundred sinks,
+// even all retrying while Elasticsearch is down, hold a few MiB of
+// batches.
 package elasticsearch

@@ -32,7 +32,7 @@ const (
 	KeyFlushInterval = "elasticsearch-flush-interval"
 	// KeyCompress gzips request bodies.
 	KeyCompress = "elasticsearch-compress"
-	// KeyWorkers is the number of _bulk requests in flight at once.
+	// KeyWorkers is the most _bulk requests in flight at once.
 	KeyWorkers = "elasticsearch-workers"
 	// KeyTLSCA is a PEM file of CA certificates trusted for https nodes.
 	KeyTLSCA = "elasticsearch-tls-ca"
@@ -107,7 +107,8 @@ type Config struct {
 	FlushInterval time.Duration
 	// Compress gzips request bodies.
 	Compress bool
-	// Workers is the number of _bulk requests in flight at once. Default 1.
+	// Workers is the most _bulk requests in flight at once: the ceiling of
+	// the adaptive limit (see pressure). Default 1.
 	Workers int
 	// TLSCAFile is a PEM file of the CA certificates to trust; empty for
 	// the system's roots.

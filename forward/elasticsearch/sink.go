@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -98,6 +97,26 @@ type Stats struct {
 	// Corrupt counts regions of the disk buffer skipped because they were
 	// torn or failed their checksum (their events are lost, uncounted).
 	Corrupt uint64
+	// ItemErrors counts the documents Elasticsearch answered with an
+	// error, by status; a document sent again counts each time.
+	ItemErrors ItemErrors
+	// InFlight is the number of _bulk requests in flight, and Concurrency
+	// how many may be at once now: 1 to Config.Workers, lower while the
+	// cluster pushes back.
+	InFlight, Concurrency int
+}
+
+// ItemErrors counts documents answered with an error, by status.
+type ItemErrors struct {
+	// Status429 counts documents refused for now because the cluster is
+	// overloaded (es_rejected_execution_exception): sent again.
+	Status429 uint64
+	// Status5xx counts documents refused for now for another reason (5xx,
+	// 408, or an item without a status): sent again.
+	Status5xx uint64
+	// Status4xx counts documents refused for good (other 4xx, such as
+	// mapping errors; not 409, which is in Duplicates).
+	Status4xx uint64
 }
 
 // Sink sends the events of one container to Elasticsearch as documents.
@@ -126,6 +145,13 @@ type Sink struct {
 	// its goroutines stopped; nil for a fake client.
 	shared *sharedClient
 	dead   *deadLetter
+	// press decides when the next request may go; again holds the
+	// documents to send again.
+	press *pressure
+	again retryList
+	// maxBody is the largest body a request may have since Elasticsearch
+	// answered 413 to a larger one, in bytes; 0 before.
+	maxBody atomic.Int64
 
 	// cancel ends run's context: the hard stop at Close's deadline.
 	cancel context.CancelFunc
@@ -148,6 +174,7 @@ type Sink struct {
 
 	indexed, duplicates, retries, requestFailures atomic.Uint64
 	rejected, deadLettered, unsent, retryCount    atomic.Uint64
+	itemErrors                                    struct{ status429, status5xx, status4xx atomic.Uint64 }
 }
 
 // buffer is what the batcher and workers need from the queue of events: a
@@ -216,6 +243,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		done:      make(chan struct{}),
 		closing:   make(chan struct{}),
 		dialSema:  make(chan struct{}, 1),
+		press:     newPressure(cfg),
 	}
 	if cfg.BufferDir != "" {
 		// A buffer that cannot be opened must not fail the container's
@@ -313,7 +341,13 @@ func (s *Sink) Stats() Stats {
 		DeadLettered:    s.deadLettered.Load(),
 		Unsent:          s.unsent.Load(),
 		RetryCount:      s.retryCount.Load(),
+		ItemErrors: ItemErrors{
+			Status429: s.itemErrors.status429.Load(),
+			Status5xx: s.itemErrors.status5xx.Load(),
+			Status4xx: s.itemErrors.status4xx.Load(),
+		},
 	}
+	st.InFlight, st.Concurrency = s.press.state()
 	if s.disk != nil {
 		ds := s.disk.Stats()
 		st.Queued, st.BufferTotalQueuedSize, st.Dropped, st.Corrupt = ds.Events, ds.Bytes, ds.Dropped, ds.Corrupt
@@ -334,15 +368,6 @@ func (s *Sink) abandon(n int) {
 	}
 }
 
-// ack acknowledges the events with tokens in [from, to) to the buffer,
-// once each of them is settled: created, already there, or rejected for
-// good.
-func (s *Sink) ack(from, to uint64) {
-	if to > from {
-		s.queue.Ack(from, to)
-	}
-}
-
 // Close stops taking events, sends what is queued and waits for the sink's
 // goroutines. When ctx ends first, the requests in flight are abandoned;
 // without a disk buffer the events not delivered are counted in
@@ -352,8 +377,8 @@ func (s *Sink) ack(from, to uint64) {
 // write and fsync are not bounded by ctx). Calls after the first wait the
 // same way and return ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
-	if dl, ok := ctx.Deadline(); ok {
-		s.closeBy.CompareAndSwap(0, dl.UnixNano())
+	if dl, ok := ctx.Deadline(); ok && s.closeBy.CompareAndSwap(0, dl.UnixNano()) {
+		s.press.signal() // a pause now ends in time for a last attempt
 	}
 	first := false
 	s.closeOnce.Do(func() {
@@ -417,17 +442,23 @@ func (q *sequencer) next(t time.Time) uint32 {
 	return 0
 }
 
-// run owns every goroutine of the sink: it turns queued events into
-// batches in order, which cfg.Workers workers send.
+// run owns every goroutine of the sink: the batcher turns queued events,
+// and documents to send again, into requests, which cfg.Workers workers
+// send, as many at once as s.press allows.
 func (s *Sink) run(ctx context.Context) {
 	defer close(s.done)
-	batches := make(chan *batch)
+	jobs := make(chan job)
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
-		wg.Go(func() { s.work(ctx, batches) })
+		wg.Go(func() { s.work(ctx, jobs) })
 	}
-	s.batch(ctx, batches)
+	s.batch(ctx, jobs)
 	wg.Wait()
+	// Only after a hard stop can documents wait to be sent again.
+	s.again.drain(func(b *batch) {
+		s.abandon(len(b.actions))
+		b.release(s.batches)
+	})
 
 	if s.disk != nil {
 		// What is left stays on disk for the next sink.
@@ -459,16 +490,26 @@ func (s *Sink) run(ctx context.Context) {
 	}
 }
 
-// batch encodes queued events in order into batches and hands them to
-// the workers: a batch goes at cfg.BulkActions documents or when its
-// buffer is full (cfg.BulkSize, or less as the batch memory grants),
-// cfg.FlushInterval after its first event was queued, or at once when
-// the sink is closing. Events wait where they are queued, on disk or in
-// the memory queue, while the batch fills: the batch's buffer is taken
-// only once they are there to be encoded, straight from the queue into
-// it. It closes batches when the queue is closed and empty or ctx ends.
-func (s *Sink) batch(ctx context.Context, batches chan<- *batch) {
-	defer close(batches)
+// job is a batch for a worker to send, in the round of s.press in which
+// its slot was taken.
+type job struct {
+	b     *batch
+	round uint64
+}
+
+// batch builds requests and hands them to the workers, one whenever
+// s.press grants a slot: the documents to send again first (see
+// s.again), then queued events in order. A request goes at
+// cfg.BulkActions documents or when its buffer is full (cfg.BulkSize, or
+// less as the batch memory grants or a 413 taught), cfg.FlushInterval
+// after its first event was queued, or at once when documents wait to be
+// sent again or the sink is closing. Events wait where they are queued, on
+// disk or in the memory queue, while the batch fills: the batch's buffer
+// is taken only once they are there to be encoded, straight from the
+// queue into it. It returns when the queue is closed and empty and no
+// document is in flight or waiting to be sent again, or when ctx ends.
+func (s *Sink) batch(ctx context.Context, jobs chan<- job) {
+	defer close(jobs)
 	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
 	// A batch waits for BulkActions events, or for as many bytes queued as
 	// its buffer may hold: an event takes more encoded than queued, so
@@ -478,52 +519,102 @@ func (s *Sink) batch(ctx context.Context, batches chan<- *batch) {
 	// have waited already.
 	behind := false
 	for {
-		if err := s.queue.Wait(ctx, 1, 1); err != nil {
-			return // closed and empty, or ctx ended
+		if !s.awaitWork(ctx) {
+			return
 		}
-		if !behind {
-			linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
+		if !behind && s.again.len() == 0 {
+			linger, cancel := s.again.waitContext(ctx)
+			linger, cancelLinger := context.WithTimeout(linger, s.cfg.FlushInterval)
 			_ = s.queue.Wait(linger, s.cfg.BulkActions, fullBytes)
+			cancelLinger()
 			cancel()
+		}
+		round, ok := s.press.acquire(ctx, &s.closeBy)
+		if !ok {
+			return
 		}
 		b := s.fill(ctx, enc)
 		if b == nil {
+			s.press.release()
 			return // ctx ended
 		}
 		behind = b.full
 		if len(b.actions) == 0 {
 			b.release(s.batches)
+			s.press.release()
 			continue
 		}
 		select {
-		case batches <- b:
+		case jobs <- job{b: b, round: round}:
 		case <-ctx.Done():
 			s.abandon(len(b.actions))
 			b.release(s.batches)
+			s.press.release()
 			return
 		}
 	}
 }
 
-// fill takes a buffer from the batch memory and encodes the queued events
-// into it, as one batch; nil when ctx ends.
-func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
-	buf := s.batches.Get(ctx, s.cfg.BulkSize)
-	if buf == nil {
-		return nil
+// awaitWork waits until there is something to send: documents to send
+// again, or queued events. It reports false when there never will be (the
+// queue is closed and empty, and no request in flight can bring documents
+// back) or ctx ended.
+func (s *Sink) awaitWork(ctx context.Context) bool {
+	for {
+		if s.again.len() > 0 {
+			return true
+		}
+		wctx, cancel := s.again.waitContext(ctx)
+		err := s.queue.Wait(wctx, 1, 1)
+		woken := wctx.Err() != nil // before cancel ends it
+		cancel()
+		switch {
+		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
+		case woken:
+			continue // documents to send again
+		}
+		// Closed and empty. A worker puts back what it sends again before
+		// it gives back its slot: once none is in flight, nothing comes.
+		if inFlight, _ := s.press.state(); inFlight == 0 && s.again.len() == 0 {
+			return false
+		}
+		if _, ok := s.press.wait(ctx, 0); !ok {
+			return false
+		}
 	}
-	b := getBatch(buf)
-	limit := min(buf.Grant(), s.cfg.BulkSize)
+}
+
+// fill returns the next batch: the oldest documents to send again, in
+// their own buffer, or a buffer from the batch memory; then, as they fit,
+// more documents to send again and queued events. nil when ctx ends.
+func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
+	b := s.again.pop()
+	if b != nil {
+		b.full = false // room is left for more
+	} else {
+		buf := s.batches.Get(ctx, s.cfg.BulkSize)
+		if buf == nil {
+			return nil
+		}
+		b = getBatch(buf)
+	}
+	limit := min(b.buf.Grant(), s.cfg.BulkSize)
+	if m := s.maxBody.Load(); m > 0 {
+		limit = min(limit, int(m))
+	}
+	s.again.take(b, s.cfg.BulkActions, limit, s.batches)
 	take := func(it *forward.Item) bool {
 		return b.add(enc, &item{ev: it.Event, seq: it.Seq}, it.Token, limit)
 	}
-	readCtx := ctx
 	for !b.full && len(b.actions) < s.cfg.BulkActions {
-		n, err := s.queue.Read(readCtx, s.cfg.BulkActions-len(b.actions), math.MaxInt, take)
+		// Only what is there: awaitWork waited.
+		n, err := s.queue.Read(doneContext, s.cfg.BulkActions-len(b.actions), math.MaxInt, take)
 		if err != nil || n == 0 {
 			break
 		}
-		readCtx = doneContext // later reads take only what is there
 	}
 	b.full = b.full || len(b.actions) >= s.cfg.BulkActions
 	b.repoint() // the buffer may have grown for an action
@@ -535,6 +626,49 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 	return b
 }
 
+// putBack puts b, whose actions are all to be sent again, on s.again,
+// with its buffer made their body again: their lines moved to its front,
+// or, while the transport may still read it, copied to a new buffer. When
+// ctx ends first they are abandoned.
+func (s *Sink) putBack(ctx context.Context, b *batch) {
+	if !b.held {
+		b.compact()
+		s.again.push(b)
+		return
+	}
+	n := 0
+	for i := range b.actions {
+		n += b.actions[i].size()
+	}
+	buf := s.batches.Get(ctx, n)
+	if buf == nil {
+		s.abandon(len(b.actions))
+		b.release(s.batches)
+		return
+	}
+	s.batches.Forget(b.moveTo(buf))
+	s.again.push(b)
+}
+
+// putBackHalves puts b back as two batches, after Elasticsearch refused
+// its body as too large (413): the second half in a new buffer.
+func (s *Sink) putBackHalves(ctx context.Context, b *batch) {
+	half := len(b.actions) / 2
+	n := 0
+	for i := range b.actions[half:] {
+		n += b.actions[half+i].size()
+	}
+	buf := s.batches.Get(ctx, n)
+	if buf == nil {
+		s.abandon(len(b.actions))
+		b.release(s.batches)
+		return
+	}
+	rest := b.splitOff(half, buf)
+	s.putBack(ctx, b)
+	s.again.push(rest)
+}
+
 // doneContext is a context that is already done: reading with it takes
 // what is there without waiting.
 var doneContext = func() context.Context {
@@ -544,15 +678,9 @@ var doneContext = func() context.Context {
 }()
 
 // work sends batches until there are no more.
-func (s *Sink) work(ctx context.Context, batches <-chan *batch) {
-	for b := range batches {
-		from, to := b.tokens()
-		if es, ok := s.client(ctx); !ok {
-			s.abandon(len(b.actions)) // drain: the batcher stops at ctx's end
-		} else if s.deliver(ctx, es, b) {
-			s.ack(from, to)
-		}
-		b.release(s.batches)
+func (s *Sink) work(ctx context.Context, jobs <-chan job) {
+	for j := range jobs {
+		s.send(ctx, j.b, j.round)
 	}
 }
 
@@ -616,124 +744,157 @@ func (s *Sink) installTemplate(ctx context.Context) {
 	}
 }
 
-// deliver sends b until every document is indexed, known to be there
-// (409) or rejected for good, and then reports true; or until ctx ends,
-// and then reports false. Documents answered 429 or 5xx are sent again,
-// alone, after a backoff (moved to the front of b's buffer, which is
-// their body again); so is the whole batch when the request fails. b
-// keeps its buffer meanwhile: without a disk buffer the documents are
-// nowhere else. It leaves in b the documents it did not settle.
-func (s *Sink) deliver(ctx context.Context, es bulkClient, b *batch) bool {
-	for attempt := 1; len(b.actions) > 0; attempt++ {
-		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		results, err := es.Bulk(reqCtx, b)
-		cancel()
-		if ctx.Err() != nil {
-			s.abandon(len(b.actions))
-			return false
+// send sends b once, in the slot of round that the batcher took, and
+// settles what the answer allows: documents indexed, already there (409)
+// or rejected for good are acknowledged to the buffer; those answered 429
+// or 5xx, or all of them when the request failed as a whole, are put back
+// to go at the front of a later request (s.again), while the requests
+// after this one carry on with newer documents. b keeps its buffer until
+// then: without a disk buffer the documents are nowhere else. The answer
+// tells s.press how hard the cluster pushes back.
+func (s *Sink) send(ctx context.Context, b *batch, round uint64) {
+	es, ok := s.client(ctx)
+	if !ok {
+		s.abandon(len(b.actions)) // drain: the batcher stops at ctx's end
+		b.release(s.batches)
+		s.press.release()
+		return
+	}
+	n := len(b.actions)
+	start := time.Now()
+	reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	results, err := es.Bulk(reqCtx, b)
+	cancel()
+	a := answer{round: round, latency: time.Since(start)}
+	if ctx.Err() != nil {
+		s.abandon(n)
+		b.release(s.batches)
+		s.press.release()
+		return
+	}
+	status := 0 // the first status that sends documents again, for the log
+	k := acks{q: s.disk}
+	if err != nil {
+		var re *requestError
+		if errors.As(err, &re) {
+			status = re.status
 		}
-		if err != nil {
-			status := 0
-			var re *requestError
-			if errors.As(err, &re) {
-				status = re.status
+		switch {
+		case status == http.StatusRequestEntityTooLarge && n > 1:
+			// Too large for the cluster, not a sign of load: later
+			// requests take at most half of this one's body.
+			s.shrinkBody(len(b.body()) / 2)
+			s.putBackHalves(ctx, b)
+			s.press.release()
+			return
+		case !retryableRequest(status, n):
+			for i := range b.actions {
+				s.reject(&b.actions[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
+				k.add(b.actions[i].tok)
 			}
-			switch {
-			case status == http.StatusRequestEntityTooLarge && len(b.actions) > 1:
-				return s.deliverHalves(ctx, es, b)
-			case !retryableRequest(status, len(b.actions)):
-				for i := range b.actions {
-					s.reject(&b.actions[i], itemResult{status: status, errType: "request_failed", reason: err.Error()})
-				}
-				return true
-			}
+			k.flush()
+			a.accepted = n
+			clear(b.actions)
+			b.actions = b.actions[:0]
+		default:
 			s.requestFailures.Add(1)
-			s.retryCount.Add(1)
-			s.limit.Error("request", "bulk request failed, retrying", "err", err, "documents", len(b.actions))
-		} else {
-			retry := b.actions[:0] // in place: retry[j] is written after b.actions[j] is read
-			for i, r := range results {
-				switch {
-				case r.status >= 200 && r.status < 300:
-					s.indexed.Add(1)
-				case r.status == http.StatusConflict:
-					s.duplicates.Add(1)
-				case retryableItem(r.status):
-					retry = append(retry, b.actions[i])
-				default:
-					s.reject(&b.actions[i], r)
+			s.limit.Error("request", "bulk request failed, retrying", "err", err, "documents", n)
+			a.failed, a.refused = true, n
+		}
+	} else {
+		again := b.actions[:0] // in place: again[j] is written after b.actions[j] is read
+		for i, r := range results {
+			switch {
+			case r.status >= 200 && r.status < 300:
+				s.indexed.Add(1)
+			case r.status == http.StatusConflict:
+				s.duplicates.Add(1)
+			case retryableItem(r.status):
+				if status == 0 {
+					status = r.status
 				}
+				s.countItemError(r.status)
+				again = append(again, b.actions[i])
+				continue
+			default:
+				s.countItemError(r.status)
+				s.reject(&b.actions[i], r)
 			}
-			clear(b.actions[len(retry):])
-			b.actions = retry
-			if len(b.actions) == 0 {
-				return true
-			}
-			if !s.compact(ctx, b) {
-				s.abandon(len(b.actions))
-				return false
-			}
+			k.add(b.actions[i].tok)
+		}
+		k.flush()
+		clear(b.actions[len(again):])
+		b.actions = again
+		a.accepted, a.refused = n-len(again), len(again)
+	}
+	if len(b.actions) == 0 {
+		b.release(s.batches)
+	} else {
+		if !a.failed {
 			s.retries.Add(uint64(len(b.actions)))
-			s.retryCount.Add(1)
-			s.limit.Error("retry", "elasticsearch refused documents for now, retrying",
-				"documents", len(b.actions), "status", results[firstRetry(results)].status)
 		}
-		if !sleep(ctx, s.backoff(attempt)) {
-			s.abandon(len(b.actions))
-			return false
-		}
+		s.retryCount.Add(1)
+		s.putBack(ctx, b)
 	}
-	return true
+	pause := s.press.done(a)
+	if a.pushback() && !a.failed {
+		_, limit := s.press.state()
+		s.limit.Error("pushback", "elasticsearch is pushing back: documents it refused for now go with the next requests",
+			"refused", a.refused, "documents", n, "share", fmt.Sprintf("%.1f%%", 100*float64(a.refused)/float64(n)),
+			"status", status, "concurrency", limit, "pause", pause.Round(time.Millisecond))
+	}
 }
 
-// deliverHalves delivers the two halves of b, too large a request for
-// Elasticsearch (413), one after the other: the second in a buffer of its
-// own.
-func (s *Sink) deliverHalves(ctx context.Context, es bulkClient, b *batch) bool {
-	half := len(b.actions) / 2
-	n := 0
-	for i := range b.actions[half:] {
-		n += b.actions[half+i].size()
-	}
-	buf := s.batches.Get(ctx, n)
-	if buf == nil {
-		s.abandon(len(b.actions))
-		return false
-	}
-	rest := b.splitOff(half, buf)
-	defer rest.release(s.batches)
-	first := s.deliver(ctx, es, b)
-	return s.deliver(ctx, es, rest) && first
-}
-
-// compact makes b's buffer the body of its actions (those to retry) again:
-// it moves their lines to its front, or, if the transport may still read
-// it, copies them to a new buffer and forgets the old one. It reports
-// false if ctx ended first.
-func (s *Sink) compact(ctx context.Context, b *batch) bool {
-	if !b.held {
-		b.compact()
-		return true
-	}
-	n := 0
-	for i := range b.actions {
-		n += b.actions[i].size()
-	}
-	buf := s.batches.Get(ctx, n)
-	if buf == nil {
-		return false
-	}
-	s.batches.Forget(b.moveTo(buf))
-	return true
-}
-
-func firstRetry(results []itemResult) int {
-	for i, r := range results {
-		if retryableItem(r.status) {
-			return i
+// shrinkBody lowers the largest body a request may have to n bytes, after
+// Elasticsearch answered 413 to a larger one; a single document still goes
+// alone, however large.
+func (s *Sink) shrinkBody(n int) {
+	for {
+		old := s.maxBody.Load()
+		if old > 0 && old <= int64(n) || s.maxBody.CompareAndSwap(old, int64(n)) {
+			return
 		}
 	}
-	return 0
+}
+
+// countItemError counts a document answered with an error status other
+// than 409, by the kind of status (see ItemErrors).
+func (s *Sink) countItemError(status int) {
+	switch {
+	case status == http.StatusTooManyRequests:
+		s.itemErrors.status429.Add(1)
+	case unavailable(status):
+		s.itemErrors.status5xx.Add(1)
+	default:
+		s.itemErrors.status4xx.Add(1)
+	}
+}
+
+// acks acknowledges the tokens of settled documents to the disk buffer,
+// a run of consecutive tokens at a time: usually one call for a request.
+type acks struct {
+	q        *diskq.Queue // nil: nothing to acknowledge (a memory queue)
+	from, to uint64       // the run noted so far; none when equal
+}
+
+func (k *acks) add(tok uint64) {
+	switch {
+	case k.q == nil:
+	case k.from == k.to:
+		k.from, k.to = tok, tok+1
+	case tok == k.to:
+		k.to++
+	default:
+		k.flush()
+		k.from, k.to = tok, tok+1
+	}
+}
+
+func (k *acks) flush() {
+	if k.q != nil && k.to > k.from {
+		k.q.Ack(k.from, k.to)
+	}
+	k.from, k.to = 0, 0
 }
 
 // unavailable reports whether status means that Elasticsearch could not
@@ -779,17 +940,11 @@ func (s *Sink) reject(a *action, r itemResult) {
 	s.limit.Error("reject", "elasticsearch rejected a document", args...)
 }
 
-// backoff is the wait before retry number attempt (from 1): exponential
-// from cfg.RetryMin to cfg.RetryMax, with jitter over its upper half so
-// that many sinks do not retry in step.
+// backoff is the wait before attempt number attempt (from 1) to dial or
+// to install the template: see backoff, ended in time for a last attempt
+// before Close's deadline.
 func (s *Sink) backoff(attempt int) time.Duration {
-	d := s.cfg.RetryMin
-	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.RetryMax)
-	half := d / 2
-	return forward.CapWait(half+rand.N(half+1), s.closeBy.Load())
+	return forward.CapWait(backoff(s.cfg.RetryMin, s.cfg.RetryMax, attempt), s.closeBy.Load())
 }
 
 // sleep waits for d or ctx's end, and reports whether d passed.

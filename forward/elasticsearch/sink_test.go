@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1088,18 +1089,18 @@ func TestResultHandling(t *testing.T) {
 		{"created", 2, then(func(a []action) ([]itemResult, error) { return all(2, 201), nil }),
 			Stats{Indexed: 2}, []int{2}},
 		{"429 and 503 retried alone", 3, then(func([]action) ([]itemResult, error) { return statuses(201, 429, 503), nil }),
-			Stats{Indexed: 3, Retries: 2, RetryCount: 1}, []int{3, 2}},
+			Stats{Indexed: 3, Retries: 2, RetryCount: 1, ItemErrors: ItemErrors{Status429: 1, Status5xx: 1}}, []int{3, 2}},
 		{"409 is delivered", 2, then(func([]action) ([]itemResult, error) { return statuses(409, 201), nil }),
 			Stats{Indexed: 1, Duplicates: 1}, []int{2}},
 		{"retried then 409", 1, func(call int, a []action) ([]itemResult, error) {
 			return statuses([]int{429, 409}[call]), nil
-		}, Stats{Duplicates: 1, Retries: 1, RetryCount: 1}, []int{1, 1}},
+		}, Stats{Duplicates: 1, Retries: 1, RetryCount: 1, ItemErrors: ItemErrors{Status429: 1}}, []int{1, 1}},
 		{"mapping error not retried", 2, then(func([]action) ([]itemResult, error) { return statuses(400, 201), nil }),
-			Stats{Indexed: 1, Rejected: 1, DeadLettered: 1}, []int{2}},
+			Stats{Indexed: 1, Rejected: 1, DeadLettered: 1, ItemErrors: ItemErrors{Status4xx: 1}}, []int{2}},
 		{"404 item not retried", 1, then(func([]action) ([]itemResult, error) { return statuses(404), nil }),
-			Stats{Rejected: 1, DeadLettered: 1}, []int{1}},
+			Stats{Rejected: 1, DeadLettered: 1, ItemErrors: ItemErrors{Status4xx: 1}}, []int{1}},
 		{"missing item status retried", 1, then(func([]action) ([]itemResult, error) { return statuses(0), nil }),
-			Stats{Indexed: 1, Retries: 1, RetryCount: 1}, []int{1, 1}},
+			Stats{Indexed: 1, Retries: 1, RetryCount: 1, ItemErrors: ItemErrors{Status5xx: 1}}, []int{1, 1}},
 		{"connection refused retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(0) }),
 			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 		{"503 retried", 2, then(func([]action) ([]itemResult, error) { return nil, reqErr(503) }),
@@ -1115,7 +1116,7 @@ func TestResultHandling(t *testing.T) {
 				return nil, reqErr(413)
 			}
 			return all(1, 201), nil
-		}, Stats{Indexed: 4}, []int{4, 2, 1, 1, 2, 1, 1}},
+		}, Stats{Indexed: 4}, []int{4, 2, 2, 1, 1, 1, 1}},
 		{"too few items retried", 2, then(func([]action) ([]itemResult, error) { return nil, &requestError{err: errors.New("1 item")} }),
 			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 	}
@@ -1133,6 +1134,7 @@ func TestResultHandling(t *testing.T) {
 			s.start()
 			sendLines(s, 0, tt.docs)
 			closeSink(t, s, 10*time.Second)
+			tt.want.Concurrency = 1 // Workers
 			if got := s.Stats(); got != tt.want {
 				t.Errorf("stats\n got %+v\nwant %+v", got, tt.want)
 			}
@@ -1205,5 +1207,57 @@ func TestDialRetried(t *testing.T) {
 	closeSink(t, s, 10*time.Second)
 	if s.Stats().Indexed != 500 || dials != 3 {
 		t.Errorf("stats %+v after %d dials", s.Stats(), dials)
+	}
+}
+
+// TestRefusedDocumentsDoNotHoldBackOthers: a document Elasticsearch keeps
+// answering 429 goes again with each next request while the documents
+// behind it are indexed; the wait between attempts follows the share
+// refused, not the document's retries (RetryMin is a minute here), and
+// the pushback is logged with the container and the share.
+func TestRefusedDocumentsDoNotHoldBackOthers(t *testing.T) {
+	t.Parallel()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	c := &scriptClient{script: func(_ int, actions []action) ([]itemResult, error) {
+		out := all(len(actions), 201)
+		for i, a := range actions {
+			if refuse.Load() && bytes.Contains(a.doc(), []byte(`"line-0"`)) {
+				out[i] = itemResult{status: 429, errType: "es_rejected_execution_exception", reason: "queue full"}
+			}
+		}
+		return out, nil
+	}}
+	cfg := fast("http://fake")
+	cfg.BulkActions = 10
+	cfg.RetryMin, cfg.RetryMax = time.Minute, time.Minute
+	var logs logBuffer
+	s, err := newSink(cfg, testContainer, logs.logger(), func(context.Context) (bulkClient, error) { return c, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	sendLines(s, 0, 100)
+	deadline := time.Now().Add(20 * time.Second) // not a minute: RetryMin
+	for s.Stats().Indexed < 99 {
+		if time.Now().After(deadline) {
+			t.Fatalf("99 documents not indexed in 20s behind one refused: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := s.Stats()
+	if st.Retries == 0 || st.ItemErrors.Status429 != st.Retries {
+		t.Errorf("stats %+v: want the refused document counted in Retries and ItemErrors.Status429", st)
+	}
+	text := logs.String()
+	for _, want := range []string{"pushing back", "container=" + shortID(testContainer.ID), "refused=1", "share=10.0%", "status=429"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %q:\n%s", want, text)
+		}
+	}
+	refuse.Store(false)
+	closeSink(t, s, 15*time.Second) // the pause ends in time for a last attempt
+	if st := s.Stats(); st.Indexed != 100 || st.Unsent != 0 {
+		t.Errorf("after Close: %+v", st)
 	}
 }

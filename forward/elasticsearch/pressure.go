@@ -1,0 +1,205 @@
+package elasticsearch
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logferry/logferry/forward"
+)
+
+// pressure decides when a sink may start its next _bulk request, from how
+// Elasticsearch answered the last ones: how many requests may be in flight
+// at once (the limit, between 1 and Config.Workers), and a pause before the
+// next one. It is the sink's one answer to a cluster that pushes back, so
+// that documents answered 429 are sent again with the next request instead
+// of waiting out a backoff of their own, which would hold back every
+// document behind them.
+//
+// The limit follows AIMD, as Vector's adaptive request concurrency does
+// (its RFC 1858): one more request in flight after a round of answers
+// without pushback in which every slot was used, half as many (at least 1)
+// on pushback: a document answered 429 or 5xx, or a request that failed
+// as a whole. The limit is halved at most once per round: answers to
+// requests sent before the last decrease do not decrease it again.
+//
+// The pause keeps a sink at limit 1 from sending faster than the cluster
+// indexes. After an answer that refused part of the documents, the next
+// request waits for as long as the cluster would take to index what it
+// refused at the rate it took the rest: the request's latency times
+// refused/accepted. 5% refused costs about 5% of the time; 50% halves the
+// rate. After an answer that made no progress at all (every document
+// refused, the request failed) it backs off exponentially, RetryMin to
+// RetryMax with jitter, as before any document can be indexed again. An
+// answer without pushback ends the pause.
+type pressure struct {
+	max                int
+	retryMin, retryMax time.Duration
+
+	// mu guards every field below.
+	mu       sync.Mutex
+	limit    float64 // requests allowed in flight, 1 to max
+	inFlight int
+	// round counts the decreases; a request remembers the round it was
+	// sent in, and its answer decreases the limit only in that round.
+	round     uint64
+	clean     int  // answers without pushback in this round
+	saturated bool // every slot was in use in this round
+	failures  int  // answers in a row that made no progress
+	notBefore time.Time
+	// changed is signalled when a slot is freed or the pause changes.
+	changed chan struct{}
+}
+
+func newPressure(cfg Config) *pressure {
+	return &pressure{
+		max: cfg.Workers, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+		limit: 1, changed: make(chan struct{}, 1),
+	}
+}
+
+// answer is how Elasticsearch answered one request.
+type answer struct {
+	round uint64 // from acquire
+	// accepted and refused count the request's documents settled
+	// (indexed, already there, or rejected for good) and those to be sent
+	// again (429, 5xx, no status); failed is set when the request failed
+	// as a whole and every document is to be sent again.
+	accepted, refused int
+	failed            bool
+	latency           time.Duration
+}
+
+// pushback reports whether a said that the cluster is overloaded or
+// unavailable.
+func (a answer) pushback() bool { return a.failed || a.refused > 0 }
+
+// acquire waits for a slot under the limit and for the pause to end, and
+// takes the slot; release or done gives it back. It returns the round the
+// request is sent in, and false if ctx ended first. closeBy holds the
+// sink's Close deadline (Unix nanoseconds, 0 for none): a pause ends in
+// time for a last attempt before it (see forward.CapWait).
+func (p *pressure) acquire(ctx context.Context, closeBy *atomic.Int64) (round uint64, ok bool) {
+	paused := false // the last wait was the whole pause, cut short or not
+	for {
+		p.mu.Lock()
+		wait := time.Duration(0)
+		if p.inFlight < int(p.limit) {
+			wait = forward.CapWait(time.Until(p.notBefore), closeBy.Load())
+			if wait <= 0 || paused {
+				p.inFlight++
+				if p.inFlight >= int(p.limit) {
+					p.saturated = true
+				}
+				round = p.round
+				p.mu.Unlock()
+				return round, true
+			}
+		}
+		p.mu.Unlock()
+		var woken bool
+		if woken, ok = p.wait(ctx, wait); !ok {
+			return 0, false
+		}
+		paused = wait > 0 && !woken
+	}
+}
+
+// wait waits until the limit or the pause may have changed (woken), or
+// for d when d > 0; ok is false if ctx ended first.
+func (p *pressure) wait(ctx context.Context, d time.Duration) (woken, ok bool) {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-p.changed:
+		return true, true
+	case <-timer:
+		return false, true
+	case <-ctx.Done():
+		return false, false
+	}
+}
+
+// release gives back a slot whose request was not sent, or whose answer
+// says nothing of the cluster's load.
+func (p *pressure) release() {
+	p.mu.Lock()
+	p.inFlight--
+	p.mu.Unlock()
+	p.signal()
+}
+
+// done gives back the slot of an answered request and adapts the limit
+// and the pause to the answer. It returns the pause before the next
+// request.
+func (p *pressure) done(a answer) time.Duration {
+	p.mu.Lock()
+	defer p.signal()
+	defer p.mu.Unlock()
+	p.inFlight--
+	var pause time.Duration
+	switch {
+	case a.failed || (a.refused > 0 && a.accepted == 0):
+		p.failures++
+		p.decreaseLocked(a.round)
+		pause = backoff(p.retryMin, p.retryMax, p.failures)
+	case a.refused > 0:
+		p.failures = 0
+		p.decreaseLocked(a.round)
+		pause = min(time.Duration(float64(a.latency)*float64(a.refused)/float64(a.accepted)), p.retryMax)
+	default:
+		p.failures = 0
+		if a.round == p.round {
+			p.clean++
+			if p.saturated && p.clean >= int(p.limit) && int(p.limit) < p.max {
+				p.limit++
+				p.clean, p.saturated = 0, false
+			}
+		}
+	}
+	p.notBefore = time.Now().Add(pause)
+	return pause
+}
+
+// decreaseLocked halves the limit, once per round.
+func (p *pressure) decreaseLocked(round uint64) {
+	if round != p.round {
+		return
+	}
+	p.limit = max(1, p.limit/2)
+	p.round++
+	p.clean, p.saturated = 0, false
+}
+
+// backoff is the wait before attempt number attempt (from 1) after
+// failures in a row: exponential from lo to hi, with jitter over its
+// upper half so that many sinks do not retry in step.
+func backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// state returns the requests in flight and the current limit.
+func (p *pressure) state() (inFlight, limit int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inFlight, int(p.limit)
+}
+
+func (p *pressure) signal() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,171 @@
+package elasticsearch
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestPressureLimit drives the limit through sequences of answers: +1
+// after a round of clean answers with every slot used, halved on
+// pushback, once per round, between 1 and Workers.
+func TestPressureLimit(t *testing.T) {
+	t.Parallel()
+	clean := answer{accepted: 10, latency: time.Millisecond}
+	partial := answer{accepted: 9, refused: 1, latency: time.Millisecond}
+	failed := answer{failed: true, refused: 10}
+	// step sends n requests at once and answers them all with a, in the
+	// round they were sent in.
+	type step struct {
+		n int
+		a answer
+	}
+	tests := []struct {
+		name    string
+		workers int
+		steps   []step
+		want    []int // the limit after each step
+	}{
+		{"grows to the workers", 4, []step{{1, clean}, {2, clean}, {3, clean}, {4, clean}, {4, clean}}, []int{2, 3, 4, 4, 4}},
+		{"grows only when saturated", 4, []step{{1, clean}, {1, clean}, {1, clean}, {2, clean}}, []int{2, 2, 2, 3}},
+		{"halves on a partial refusal", 8, []step{{1, clean}, {2, clean}, {3, clean}, {4, clean}, {5, clean}, {6, partial}}, []int{2, 3, 4, 5, 6, 3}},
+		{"halves once per round", 4, []step{{1, clean}, {2, clean}, {3, clean}, {4, failed}, {2, failed}}, []int{2, 3, 4, 2, 1}},
+		{"never below one", 4, []step{{1, failed}, {1, failed}, {1, partial}}, []int{1, 1, 1}},
+		{"one worker", 1, []step{{1, clean}, {1, clean}, {1, partial}}, []int{1, 1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPressure(Config{Workers: tt.workers, RetryMin: time.Microsecond, RetryMax: time.Microsecond})
+			for i, st := range tt.steps {
+				rounds := make([]uint64, st.n)
+				for k := range rounds {
+					p.notBefore = time.Time{} // the pause is TestPressurePause's
+					r, ok := p.acquire(t.Context(), new(atomic.Int64))
+					if !ok {
+						t.Fatalf("step %d: acquire %d failed", i, k)
+					}
+					rounds[k] = r
+				}
+				for _, r := range rounds {
+					a := st.a
+					a.round = r
+					p.done(a)
+				}
+				if inFlight, limit := p.state(); inFlight != 0 || limit != tt.want[i] {
+					t.Errorf("step %d: in flight %d, limit %d; want 0, %d", i, inFlight, limit, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestPressurePause checks the wait before the next request: in
+// proportion to what was refused when some was accepted, exponential
+// when nothing was, none after a clean answer.
+func TestPressurePause(t *testing.T) {
+	t.Parallel()
+	const lo, hi = 100 * time.Millisecond, 800 * time.Millisecond
+	tests := []struct {
+		name     string
+		answers  []answer
+		min, max time.Duration // the pause after the last
+	}{
+		{"clean", []answer{{accepted: 10, latency: time.Second}}, 0, 0},
+		{"5% refused", []answer{{accepted: 95, refused: 5, latency: 190 * time.Millisecond}}, 10 * time.Millisecond, 10 * time.Millisecond},
+		{"half refused", []answer{{accepted: 50, refused: 50, latency: 200 * time.Millisecond}}, 200 * time.Millisecond, 200 * time.Millisecond},
+		{"capped", []answer{{accepted: 1, refused: 99, latency: time.Second}}, hi, hi},
+		{"all refused", []answer{{refused: 10}}, lo / 2, lo},
+		{"failed twice", []answer{{failed: true}, {failed: true}}, lo, 2 * lo},
+		{"failed often", []answer{{failed: true}, {failed: true}, {failed: true}, {failed: true}, {failed: true}, {failed: true}}, hi / 2, hi},
+		{"progress ends the backoff", []answer{{failed: true}, {failed: true}, {failed: true}, {accepted: 1, latency: time.Millisecond}}, 0, 0},
+		{"and starts it over", []answer{{failed: true}, {failed: true}, {failed: true}, {accepted: 1}, {failed: true}}, lo / 2, lo},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPressure(Config{Workers: 1, RetryMin: lo, RetryMax: hi})
+			var pause time.Duration
+			for _, a := range tt.answers {
+				p.mu.Lock()
+				p.inFlight++
+				a.round = p.round
+				p.mu.Unlock()
+				pause = p.done(a)
+			}
+			if pause < tt.min || pause > tt.max {
+				t.Errorf("pause %v, want %v to %v", pause, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+// TestPressureAcquire: acquire waits for a free slot and for the pause,
+// which Close's deadline shortens, and gives up when its context ends.
+func TestPressureAcquire(t *testing.T) {
+	t.Parallel()
+	short := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	t.Run("no free slot", func(t *testing.T) {
+		t.Parallel()
+		p := newPressure(Config{Workers: 2, RetryMin: time.Hour, RetryMax: time.Hour})
+		if _, ok := p.acquire(t.Context(), new(atomic.Int64)); !ok {
+			t.Fatal("first acquire failed")
+		}
+		if _, ok := p.acquire(short(t), new(atomic.Int64)); ok {
+			t.Fatal("acquired a second slot under a limit of 1")
+		}
+		done := make(chan bool)
+		go func() {
+			_, ok := p.acquire(t.Context(), new(atomic.Int64))
+			done <- ok
+		}()
+		time.Sleep(10 * time.Millisecond)
+		p.release()
+		if !<-done {
+			t.Error("acquire did not take the slot released")
+		}
+	})
+	t.Run("paused", func(t *testing.T) {
+		t.Parallel()
+		p := newPressure(Config{Workers: 1, RetryMin: time.Hour, RetryMax: time.Hour})
+		r, _ := p.acquire(t.Context(), new(atomic.Int64))
+		p.done(answer{round: r, failed: true})
+		if _, ok := p.acquire(short(t), new(atomic.Int64)); ok {
+			t.Fatal("acquired during an hour's pause")
+		}
+		// Close, due in 100ms, comes while acquire waits.
+		var closeBy atomic.Int64
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			closeBy.Store(time.Now().Add(100 * time.Millisecond).UnixNano())
+			p.signal()
+		}()
+		start := time.Now()
+		if _, ok := p.acquire(t.Context(), &closeBy); !ok {
+			t.Fatal("acquire failed")
+		}
+		if waited := time.Since(start); waited > 10*time.Second {
+			t.Errorf("waited %v with Close due in 100ms", waited)
+		}
+	})
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	const lo, hi = 10 * time.Millisecond, 100 * time.Millisecond
+	for attempt, want := range []time.Duration{1: lo, 2: 2 * lo, 3: 4 * lo, 4: 8 * lo, 5: hi, 50: hi} {
+		if want == 0 {
+			continue
+		}
+		for range 100 {
+			if d := backoff(lo, hi, attempt); d < want/2 || d > want {
+				t.Fatalf("backoff(%d) = %v, want %v to %v", attempt, d, want/2, want)
+			}
+		}
+	}
+}
