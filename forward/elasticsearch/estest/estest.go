@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"mime"
@@ -86,6 +87,15 @@ type Options struct {
 	// MaxContentLength answers bodies longer than this many bytes (as
 	// sent) with 413, as http.max_content_length does; 0 for no limit.
 	MaxContentLength int
+	// IndexRate, when positive, makes the server a cluster under load: it
+	// indexes at most IndexRate documents a second, one after the other,
+	// and holds at most QueueDocs documents waiting to be indexed (a
+	// write queue); the items of a bulk request that do not fit in the
+	// queue are answered 429 es_rejected_execution_exception, and the
+	// answer comes once the items admitted are indexed. QueueDocs defaults
+	// to a tenth of a second's worth. See also Server.SetIndexRate.
+	IndexRate float64
+	QueueDocs int
 }
 
 // Document is a stored document.
@@ -123,6 +133,7 @@ type Stats struct {
 	Created       int // 201
 	Conflicts     int // 409
 	Rejected      int // 429 items
+	Overloaded    int // of Rejected, those over IndexRate's write queue
 	MappingErrors int // 400 mapper_parsing_exception items
 	BadRequests   int // whole requests answered 4xx
 	Unavailable   int // whole requests answered 503
@@ -149,6 +160,9 @@ type Server struct {
 	stopped        chan struct{} // closed by Stop: ends delays
 	rng            *mrand.Rand
 	rejectRate     float64
+	indexRate      float64   // documents a second; 0: no limit
+	queueDocs      int       // the write queue's capacity, in documents
+	busyUntil      time.Time // when the documents admitted are indexed
 	unavailable    bool
 	unavailableEnd time.Time // zero: until SetUnavailable(false)
 	delay          time.Duration
@@ -183,6 +197,7 @@ func NewServer(opts Options) *Server {
 		templates:  map[string]json.RawMessage{},
 	}
 	s.idle = sync.NewCond(&s.mu)
+	s.SetIndexRate(opts.IndexRate, opts.QueueDocs)
 	scheme := "http"
 	if opts.TLS {
 		scheme = "https"
@@ -278,6 +293,18 @@ func (s *Server) Close() { s.Stop() }
 func (s *Server) SetRejectRate(rate float64) {
 	s.mu.Lock()
 	s.rejectRate = rate
+	s.mu.Unlock()
+}
+
+// SetIndexRate changes the load model (see Options.IndexRate): at most
+// rate documents indexed a second, queueDocs waiting (0: a tenth of a
+// second's worth); rate 0 ends it.
+func (s *Server) SetIndexRate(rate float64, queueDocs int) {
+	if queueDocs <= 0 {
+		queueDocs = max(1, int(rate/10))
+	}
+	s.mu.Lock()
+	s.indexRate, s.queueDocs = rate, queueDocs
 	s.mu.Unlock()
 }
 
@@ -688,12 +715,23 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 	s.mu.Lock()
 	results := make([]map[string]any, len(items))
 	errorsSeen := false
+	room, indexed := s.admitLocked()
 	for i, it := range items {
-		res := s.applyLocked(it, pipeline)
+		var res map[string]any
+		if room--; room < 0 {
+			res = s.overloadLocked(it)
+		} else {
+			res = s.applyLocked(it, pipeline)
+		}
 		if _, failed := res["error"]; failed {
 			errorsSeen = true
 		}
 		results[i] = map[string]any{it.op: res}
+	}
+	if s.indexRate > 0 {
+		n := len(items) - max(0, -room)
+		s.busyUntil = s.busyUntil.Add(time.Duration(float64(n) / s.indexRate * float64(time.Second)))
+		indexed = s.busyUntil
 	}
 	s.stats.Items += len(items)
 	drop := s.dropResponses > 0
@@ -703,8 +741,18 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 	} else {
 		s.stats.BulkRequests++
 	}
+	stopped := s.stopped
 	s.mu.Unlock()
 
+	if wait := time.Until(indexed); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		case <-stopped:
+		}
+		t.Stop()
+	}
 	if drop {
 		if hj, ok := w.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {
@@ -861,6 +909,30 @@ func truncate(b []byte) string {
 		return string(b[:80]) + "..."
 	}
 	return string(b)
+}
+
+// admitLocked returns how many items of the next bulk request the write
+// queue admits under IndexRate (all when there is no limit), and when
+// the documents admitted before are indexed.
+func (s *Server) admitLocked() (room int, indexed time.Time) {
+	if s.indexRate <= 0 {
+		return math.MaxInt, time.Time{}
+	}
+	now := time.Now()
+	if s.busyUntil.Before(now) {
+		s.busyUntil = now
+	}
+	backlog := s.busyUntil.Sub(now).Seconds() * s.indexRate
+	return max(0, s.queueDocs-int(math.Ceil(backlog))), s.busyUntil
+}
+
+// overloadLocked answers an item the write queue has no room for.
+func (s *Server) overloadLocked(it bulkItem) map[string]any {
+	s.stats.Rejected++
+	s.stats.Overloaded++
+	return map[string]any{"_index": it.index, "_type": "_doc", "_id": it.id, "status": http.StatusTooManyRequests,
+		"error": map[string]any{"type": "es_rejected_execution_exception", "index": it.index,
+			"reason": fmt.Sprintf("rejected execution of primary operation [coordinating_and_primary_bytes=%d, max_coordinating_and_primary_bytes=%d]", s.queueDocs, s.queueDocs)}}
 }
 
 // applyLocked applies one action and returns its item answer.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -232,6 +233,69 @@ func TestRejectRate(t *testing.T) {
 	s.SetRejectRate(0)
 	if _, a := bulk(t, s, "{\"create\":{\"_index\":\"r\",\"_id\":\"x\"}}\n{}\n"); a.items(t)[0].status != 201 {
 		t.Errorf("after SetRejectRate(0): %v", a.items(t))
+	}
+}
+
+// TestIndexRate: a cluster that indexes 1000 documents a second with a
+// write queue of 100 admits 100 of a request of 150, answers once they
+// are indexed (a tenth of a second), and rejects what comes while its
+// queue is full; once the queue drained it admits again.
+func TestIndexRate(t *testing.T) {
+	t.Parallel()
+	s := NewServer(Options{IndexRate: 1000})
+	defer s.Close()
+	docs := func(from, n int) string {
+		var body strings.Builder
+		for i := from; i < from+n; i++ {
+			fmt.Fprintf(&body, "{\"create\":{\"_index\":\"r\",\"_id\":\"%d\"}}\n{\"i\":%d}\n", i, i)
+		}
+		return body.String()
+	}
+	count := func(a bulkAnswer) (created, rejected int) {
+		for _, it := range a.items(t) {
+			switch it.status {
+			case 201:
+				created++
+			case 429:
+				rejected++
+				if it.typ != "es_rejected_execution_exception" {
+					t.Errorf("429 of type %q", it.typ)
+				}
+			}
+		}
+		return created, rejected
+	}
+	start := time.Now()
+	_, a := bulk(t, s, docs(0, 150))
+	took := time.Since(start)
+	if c, r := count(a); c != 100 || r != 50 {
+		t.Errorf("first request: %d created, %d rejected; want 100 and 50", c, r)
+	}
+	if took < 90*time.Millisecond {
+		t.Errorf("answered after %v, before the 100 documents could be indexed", took)
+	}
+	// Two requests at once: the second finds the queue full of the first.
+	var wg sync.WaitGroup
+	var created, rejected [2]int
+	for k := range 2 {
+		wg.Go(func() {
+			if k == 1 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			_, a := bulk(t, s, docs(1000*(k+1), 100))
+			created[k], rejected[k] = count(a)
+		})
+	}
+	wg.Wait()
+	if created[0] != 100 || rejected[1] < 70 {
+		t.Errorf("two requests at once: created %v, rejected %v; want the first whole, most of the second rejected", created, rejected)
+	}
+	if st := s.Stats(); st.Overloaded != st.Rejected || st.Overloaded != 50+rejected[0]+rejected[1] {
+		t.Errorf("stats %+v", st)
+	}
+	s.SetIndexRate(0, 0)
+	if _, a := bulk(t, s, docs(5000, 500)); a.Errors {
+		t.Error("rejected documents without a rate")
 	}
 }
 
