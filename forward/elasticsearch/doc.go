@@ -40,7 +40,7 @@
 //	elasticsearch-bulk-size                 bytes per request before compression, default 5m
 //	elasticsearch-flush-interval            longest wait for a batch to fill, default 5s
 //	elasticsearch-compress                  gzip request bodies, default false
-//	elasticsearch-workers                   most requests in flight at once, default 1
+//	elasticsearch-workers                   most requests in flight at once, default 4
 //	elasticsearch-tls-ca                    PEM file of the CAs to trust, default the host's
 //	elasticsearch-tls-insecure-skip-verify  skip certificate verification, default false
 //	elasticsearch-template                  install an index template, default false

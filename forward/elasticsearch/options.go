@@ -74,7 +74,7 @@ const (
 	DefaultBulkActions   = 1000
 	DefaultBulkSize      = 5_000_000 // "5m", as Docker counts sizes
 	DefaultFlushInterval = 5 * time.Second
-	DefaultWorkers       = 1
+	DefaultWorkers       = 4
 
 	maxBulkActions = 100_000
 	minBulkSize    = 1_000
@@ -108,7 +108,7 @@ type Config struct {
 	// Compress gzips request bodies.
 	Compress bool
 	// Workers is the most _bulk requests in flight at once: the ceiling of
-	// the adaptive limit (see pressure). Default 1.
+	// the adaptive limit (see pressure). Default 4.
 	Workers int
 	// TLSCAFile is a PEM file of the CA certificates to trust; empty for
 	// the system's roots.

@@ -19,11 +19,20 @@ import (
 // document behind them.
 //
 // The limit follows AIMD, as Vector's adaptive request concurrency does
-// (its RFC 1858): one more request in flight after a round of answers
-// without pushback in which every slot was used, half as many (at least 1)
-// on pushback: a document answered 429 or 5xx, or a request that failed
-// as a whole. The limit is halved at most once per round: answers to
-// requests sent before the last decrease do not decrease it again.
+// (its RFC 1858): half as many requests in flight (at least 1) on
+// pushback: a document answered 429 or 5xx, or a request that failed as a
+// whole; at most once per round: answers to requests sent before the last
+// decrease do not decrease it again. After a round of answers without
+// pushback in which every slot was used, the latency decides, as in TCP
+// Vegas: from the least latency per document seen (base) and the round's
+// mean, limit×(1-base/mean) estimates how many of the sink's requests
+// wait in the cluster's queues rather than being worked on. Under half a
+// request: one more in flight would be worked on at once (a cluster with
+// idle capacity); over one and a half: one fewer, as latency grows with
+// no more throughput. In between the limit holds, which keeps a cluster
+// that indexes at a fixed rate busy without filling its write queue
+// until it rejects. The base drifts up slowly, so that a cluster that
+// became slower for good is measured anew.
 //
 // The pause keeps a sink at limit 1 from sending faster than the cluster
 // indexes. After an answer that refused part of the documents, the next
@@ -48,6 +57,11 @@ type pressure struct {
 	clean     int  // answers without pushback in this round
 	saturated bool // every slot was in use in this round
 	failures  int  // answers in a row that made no progress
+	// base is the least latency per document of a clean answer, drifting
+	// up; sum and n add up this round's.
+	base      float64
+	sum       float64
+	sumN      int
 	notBefore time.Time
 	// changed is signalled when a slot is freed or the pause changes.
 	changed chan struct{}
@@ -156,16 +170,46 @@ func (p *pressure) done(a answer) time.Duration {
 	default:
 		p.failures = 0
 		if a.round == p.round {
-			p.clean++
-			if p.saturated && p.clean >= int(p.limit) && int(p.limit) < p.max {
-				p.limit++
-				p.clean, p.saturated = 0, false
-			}
+			p.cleanLocked(a)
 		}
 	}
 	p.notBefore = time.Now().Add(pause)
 	return pause
 }
+
+// cleanLocked notes an answer without pushback in the current round, and
+// adapts the limit to the latency at the end of a saturated round.
+func (p *pressure) cleanLocked(a answer) {
+	p.clean++
+	if a.accepted > 0 && a.latency > 0 {
+		perDoc := float64(a.latency) / float64(a.accepted)
+		if p.base == 0 || perDoc < p.base {
+			p.base = perDoc
+		} else {
+			p.base += p.base / baseDrift
+		}
+		p.sum += perDoc
+		p.sumN++
+	}
+	if !p.saturated || p.clean < int(p.limit) {
+		return
+	}
+	queued := 0.0
+	if p.sumN > 0 {
+		queued = p.limit * (1 - p.base/(p.sum/float64(p.sumN)))
+	}
+	switch {
+	case queued < 0.5 && int(p.limit) < p.max:
+		p.limit++
+	case queued > 1.5:
+		p.limit = max(1, p.limit-1)
+	}
+	p.clean, p.saturated, p.sum, p.sumN = 0, false, 0, 0
+}
+
+// baseDrift is how many clean answers it takes the base latency to grow
+// by about its own size, when no answer is faster.
+const baseDrift = 128
 
 // decreaseLocked halves the limit, once per round.
 func (p *pressure) decreaseLocked(round uint64) {
@@ -174,7 +218,7 @@ func (p *pressure) decreaseLocked(round uint64) {
 	}
 	p.limit = max(1, p.limit/2)
 	p.round++
-	p.clean, p.saturated = 0, false
+	p.clean, p.saturated, p.sum, p.sumN = 0, false, 0, 0
 }
 
 // backoff is the wait before attempt number attempt (from 1) after

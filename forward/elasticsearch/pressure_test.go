@@ -15,6 +15,10 @@ func TestPressureLimit(t *testing.T) {
 	clean := answer{accepted: 10, latency: time.Millisecond}
 	partial := answer{accepted: 9, refused: 1, latency: time.Millisecond}
 	failed := answer{failed: true, refused: 10}
+	// Twice and eight times the latency of clean: the requests waited in
+	// the cluster's queue.
+	queued := answer{accepted: 10, latency: 2 * time.Millisecond}
+	slow := answer{accepted: 10, latency: 8 * time.Millisecond}
 	// step sends n requests at once and answers them all with a, in the
 	// round they were sent in.
 	type step struct {
@@ -32,6 +36,8 @@ func TestPressureLimit(t *testing.T) {
 		{"halves on a partial refusal", 8, []step{{1, clean}, {2, clean}, {3, clean}, {4, clean}, {5, clean}, {6, partial}}, []int{2, 3, 4, 5, 6, 3}},
 		{"halves once per round", 4, []step{{1, clean}, {2, clean}, {3, clean}, {4, failed}, {2, failed}}, []int{2, 3, 4, 2, 1}},
 		{"never below one", 4, []step{{1, failed}, {1, failed}, {1, partial}}, []int{1, 1, 1}},
+		{"holds while latency grows", 8, []step{{1, clean}, {2, queued}, {2, queued}, {2, slow}}, []int{2, 2, 2, 1}},
+		{"grows again once latency is back", 8, []step{{1, clean}, {2, slow}, {1, clean}, {2, clean}}, []int{2, 1, 2, 3}},
 		{"one worker", 1, []step{{1, clean}, {1, clean}, {1, partial}}, []int{1, 1, 1}},
 	}
 	for _, tt := range tests {

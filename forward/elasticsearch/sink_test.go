@@ -1127,6 +1127,7 @@ func TestResultHandling(t *testing.T) {
 			cfg := fast("http://fake")
 			cfg.DeadLetterPath = filepath.Join(t.TempDir(), "dead")
 			cfg.FlushInterval = time.Hour
+			cfg.Workers = 1 // the calls in order
 			s, err := newSink(cfg, testContainer, nil, func(context.Context) (bulkClient, error) { return c, nil })
 			if err != nil {
 				t.Fatal(err)

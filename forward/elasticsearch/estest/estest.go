@@ -661,6 +661,10 @@ type bulkItem struct {
 }
 
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex string) {
+	// Under IndexRate the cluster works from the request's arrival: the
+	// time this server takes to parse and store it is its own, not the
+	// cluster's it models.
+	arrived := time.Now()
 	bad := func(typ, reason string) {
 		s.count(func(st *Stats) { st.BadRequests++ })
 		writeError(w, http.StatusBadRequest, typ, reason)
@@ -715,7 +719,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 	s.mu.Lock()
 	results := make([]map[string]any, len(items))
 	errorsSeen := false
-	room, indexed := s.admitLocked()
+	room, indexed := s.admitLocked(arrived)
 	for i, it := range items {
 		var res map[string]any
 		if room--; room < 0 {
@@ -911,14 +915,13 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// admitLocked returns how many items of the next bulk request the write
-// queue admits under IndexRate (all when there is no limit), and when
-// the documents admitted before are indexed.
-func (s *Server) admitLocked() (room int, indexed time.Time) {
+// admitLocked returns how many items of a bulk request that arrived at
+// now the write queue admits under IndexRate (all when there is no
+// limit), and when the documents admitted before are indexed.
+func (s *Server) admitLocked(now time.Time) (room int, indexed time.Time) {
 	if s.indexRate <= 0 {
 		return math.MaxInt, time.Time{}
 	}
-	now := time.Now()
 	if s.busyUntil.Before(now) {
 		s.busyUntil = now
 	}
