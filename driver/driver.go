@@ -364,7 +364,11 @@ func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 			st := s.Stats()
 			return Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
 				RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
-				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize,
+				Pressure: &Pressure{
+					Rejected429: st.ItemErrors.Status429, Rejected5xx: st.ItemErrors.Status5xx, Rejected4xx: st.ItemErrors.Status4xx,
+					RequestsInFlight: st.InFlight, ConcurrencyLimit: st.Concurrency,
+				}}
 		}})
 	}
 	return dests, nil

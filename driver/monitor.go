@@ -29,6 +29,23 @@ type Counters struct {
 	// bytes waiting to be delivered.
 	BufferQueueLength     int
 	BufferTotalQueuedSize int64
+	// Pressure is how hard the destination pushes back; nil for those
+	// that never answer per entry (the file, Fluentd).
+	Pressure *Pressure
+}
+
+// Pressure is how hard a destination that answers per entry
+// (Elasticsearch) pushes back, and how the sink adapts.
+type Pressure struct {
+	// Rejected429, Rejected5xx and Rejected4xx count entries the
+	// destination answered with an error: 429 (overloaded) and 5xx (or no
+	// status) are sent again and count each time, 4xx (other than 409)
+	// are refused for good.
+	Rejected429, Rejected5xx, Rejected4xx uint64
+	// RequestsInFlight is the number of requests being answered, and
+	// ConcurrencyLimit how many may be at once now: from 1 to the
+	// destination's workers, lower while it pushes back.
+	RequestsInFlight, ConcurrencyLimit int
 }
 
 // DestinationStats are the Counters of one destination of one running
@@ -116,13 +133,25 @@ type monitorPlugin struct {
 	BufferCorruptRegions  uint64 `json:"buffer_corrupt_regions"`
 	ContainerID           string `json:"container_id"`
 	ContainerName         string `json:"container_name"`
+	// Only for destinations that push back per entry (Elasticsearch).
+	RejectedItems    *rejectedItems `json:"rejected_items,omitempty"`
+	RequestsInFlight *int           `json:"requests_in_flight,omitempty"`
+	ConcurrencyLimit *int           `json:"concurrency_limit,omitempty"`
+}
+
+// rejectedItems is Pressure's rejected entries, by status, in
+// /api/plugins.json.
+type rejectedItems struct {
+	Status429 uint64 `json:"429"`
+	Status5xx uint64 `json:"5xx"`
+	Status4xx uint64 `json:"4xx"`
 }
 
 func (d *Driver) servePlugins(w http.ResponseWriter, _ *http.Request) {
 	stats := d.Stats()
 	plugins := make([]monitorPlugin, 0, len(stats))
 	for _, st := range stats {
-		plugins = append(plugins, monitorPlugin{
+		p := monitorPlugin{
 			PluginID:              shorten(st.ContainerID) + "." + st.Destination,
 			PluginCategory:        "output",
 			Type:                  st.Destination,
@@ -135,7 +164,12 @@ func (d *Driver) servePlugins(w http.ResponseWriter, _ *http.Request) {
 			BufferCorruptRegions:  st.CorruptRegions,
 			ContainerID:           st.ContainerID,
 			ContainerName:         st.ContainerName,
-		})
+		}
+		if pr := st.Pressure; pr != nil {
+			p.RejectedItems = &rejectedItems{Status429: pr.Rejected429, Status5xx: pr.Rejected5xx, Status4xx: pr.Rejected4xx}
+			p.RequestsInFlight, p.ConcurrencyLimit = &pr.RequestsInFlight, &pr.ConcurrencyLimit
+		}
+		plugins = append(plugins, p)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"plugins": plugins})
@@ -158,11 +192,19 @@ var (
 		"Bytes waiting to be delivered.", metricLabels, nil)
 	metricCorrupt = prometheus.NewDesc("logferry_buffer_corrupt_regions_total",
 		"Regions of the disk buffer skipped as corrupt (their entries are lost).", metricLabels, nil)
+	metricRejected = prometheus.NewDesc("logferry_rejected_items_total",
+		"Entries the destination answered with an error, by status: 429 and 5xx are sent again (and count each time), 4xx are refused for good.",
+		append(slices.Clone(metricLabels), "status"), nil)
+	metricInFlight = prometheus.NewDesc("logferry_requests_in_flight",
+		"Requests to the destination being answered.", metricLabels, nil)
+	metricConcurrency = prometheus.NewDesc("logferry_concurrency_limit",
+		"Requests to the destination allowed in flight at once now: 1 to its workers, lower while it pushes back.", metricLabels, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes, metricCorrupt} {
+	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes, metricCorrupt,
+		metricRejected, metricInFlight, metricConcurrency} {
 		ch <- desc
 	}
 }
@@ -177,5 +219,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(metricQueueLength, prometheus.GaugeValue, float64(st.BufferQueueLength), labels...)
 		ch <- prometheus.MustNewConstMetric(metricQueuedBytes, prometheus.GaugeValue, float64(st.BufferTotalQueuedSize), labels...)
 		ch <- prometheus.MustNewConstMetric(metricCorrupt, prometheus.CounterValue, float64(st.CorruptRegions), labels...)
+		if pr := st.Pressure; pr != nil {
+			for status, n := range map[string]uint64{"429": pr.Rejected429, "5xx": pr.Rejected5xx, "4xx": pr.Rejected4xx} {
+				ch <- prometheus.MustNewConstMetric(metricRejected, prometheus.CounterValue, float64(n), append(labels, status)...)
+			}
+			ch <- prometheus.MustNewConstMetric(metricInFlight, prometheus.GaugeValue, float64(pr.RequestsInFlight), labels...)
+			ch <- prometheus.MustNewConstMetric(metricConcurrency, prometheus.GaugeValue, float64(pr.ConcurrencyLimit), labels...)
+		}
 	}
 }

@@ -5,18 +5,24 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/logferry/logferry/forward/elasticsearch/estest"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
 )
 
 func TestMonitorEndpoints(t *testing.T) {
 	fd := fluentdtest.NewServer(t, fluentdtest.Config{})
+	// Elasticsearch rejects half the items at first: pushback to count.
+	es := estest.NewServer(estest.Options{RejectRate: 0.5, Seed: 5})
+	t.Cleanup(es.Close)
 	d, _ := newTestDriver(t)
 	id := containerID(51)
-	ds := start(t, d, id, map[string]string{"fluentd-address": fd.Addr(), "fluentd-flush-interval": "10ms"})
+	ds := start(t, d, id, map[string]string{"fluentd-address": fd.Addr(), "fluentd-flush-interval": "10ms",
+		"elasticsearch-url": es.URL, "elasticsearch-flush-interval": "10ms", "elasticsearch-workers": "1"})
 	t.Cleanup(func() { stop(t, d, ds) })
 	for i := range 5 {
 		ds.send(t, LogEntry{Source: "stdout", TimeNano: int64(i + 1), Line: []byte("x")})
@@ -54,13 +60,21 @@ func TestMonitorEndpoints(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &plugins); err != nil {
 			t.Fatalf("/api/plugins.json: %v: %s", err, body)
 		}
-		if len(plugins.Plugins) == 2 && plugins.Plugins[0].EmitRecords == 5 && plugins.Plugins[0].DroppedRecords == 1 &&
-			plugins.Plugins[1].EmitRecords == 5 || time.Now().After(deadline) {
+		if len(plugins.Plugins) == 3 && plugins.Plugins[0].EmitRecords == 5 && plugins.Plugins[1].EmitRecords == 5 &&
+			plugins.Plugins[1].DroppedRecords == 1 && plugins.Plugins[2].EmitRecords == 5 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	rejected := es.Stats().Rejected
+	if rejected == 0 {
+		t.Fatal("the test server rejected nothing")
+	}
+	one := 1
 	want := []monitorPlugin{
+		{PluginID: "000000000000.elasticsearch", PluginCategory: "output", Type: "elasticsearch", OutputPlugin: true,
+			EmitRecords: 5, ContainerID: id, ContainerName: "web", RetryCount: plugins.Plugins[0].RetryCount,
+			RejectedItems: &rejectedItems{Status429: uint64(rejected)}, RequestsInFlight: new(int), ConcurrencyLimit: &one},
 		{PluginID: "000000000000.file", PluginCategory: "output", Type: "file", OutputPlugin: true,
 			EmitRecords: 5, DroppedRecords: 1, ContainerID: id, ContainerName: "web"},
 		{PluginID: "000000000000.fluentd", PluginCategory: "output", Type: "fluentd", OutputPlugin: true,
@@ -72,8 +86,9 @@ func TestMonitorEndpoints(t *testing.T) {
 	for i := range want {
 		// On disk, the buffer's size counts its files, not only entries.
 		plugins.Plugins[i].BufferTotalQueuedSize = 0
-		if plugins.Plugins[i] != want[i] {
-			t.Errorf("plugin %d = %+v, want %+v", i, plugins.Plugins[i], want[i])
+		got, _ := json.Marshal(plugins.Plugins[i])
+		if w, _ := json.Marshal(want[i]); string(got) != string(w) {
+			t.Errorf("plugin %d = %s, want %s", i, got, w)
 		}
 	}
 
@@ -83,6 +98,10 @@ func TestMonitorEndpoints(t *testing.T) {
 		`logferry_dropped_records_total{container_id="` + id + `",container_name="web",destination="file"} 1`,
 		`logferry_buffer_queue_length{container_id="` + id + `",container_name="web",destination="fluentd"} 0`,
 		`logferry_buffer_corrupt_regions_total{container_id="` + id + `",container_name="web",destination="fluentd"} 0`,
+		`logferry_rejected_items_total{container_id="` + id + `",container_name="web",destination="elasticsearch",status="429"} ` + strconv.Itoa(rejected),
+		`logferry_rejected_items_total{container_id="` + id + `",container_name="web",destination="elasticsearch",status="4xx"} 0`,
+		`logferry_requests_in_flight{container_id="` + id + `",container_name="web",destination="elasticsearch"} 0`,
+		`logferry_concurrency_limit{container_id="` + id + `",container_name="web",destination="elasticsearch"} 1`,
 		"# TYPE logferry_retries_total counter",
 		"# TYPE logferry_buffer_total_queued_size_bytes gauge",
 		// The Go runtime's and the process's own metrics.
