@@ -20,8 +20,9 @@ import (
 //
 // The limit follows AIMD, as Vector's adaptive request concurrency does
 // (its RFC 1858): half as many requests in flight (at least 1) on
-// pushback: a document answered 429 or 5xx, or a request that failed as a
-// whole; at most once per round: answers to requests sent before the last
+// pushback: a tenth of a request's documents or more answered 429 or 5xx
+// (fewer shrink it in proportion at the end of the round), or a request
+// that failed as a whole; at most once per round: answers to requests sent before the last
 // decrease do not decrease it again. After a round of answers without
 // pushback in which every slot was used, the latency decides, as in TCP
 // Vegas: from the least latency per document seen (base) and the round's
@@ -58,11 +59,13 @@ type pressure struct {
 	saturated bool // every slot was in use in this round
 	failures  int  // answers in a row that made no progress
 	// base is the least latency per document of a clean answer, drifting
-	// up; sum and n add up this round's.
-	base      float64
-	sum       float64
-	sumN      int
-	notBefore time.Time
+	// up; sum and sumN add up this round's, and accepted and refused its
+	// documents.
+	base              float64
+	sum               float64
+	sumN              int
+	accepted, refused int
+	notBefore         time.Time
 	// changed is signalled when a slot is freed or the pause changes.
 	changed chan struct{}
 }
@@ -165,7 +168,11 @@ func (p *pressure) done(a answer) time.Duration {
 		pause = backoff(p.retryMin, p.retryMax, p.failures)
 	case a.refused > 0:
 		p.failures = 0
-		p.decreaseLocked(a.round)
+		if float64(a.refused) >= smallShare*float64(a.accepted+a.refused) {
+			p.decreaseLocked(a.round)
+		} else if a.round == p.round {
+			p.cleanLocked(a)
+		}
 		pause = min(time.Duration(float64(a.latency)*float64(a.refused)/float64(a.accepted)), p.retryMax)
 	default:
 		p.failures = 0
@@ -177,10 +184,20 @@ func (p *pressure) done(a answer) time.Duration {
 	return pause
 }
 
-// cleanLocked notes an answer without pushback in the current round, and
-// adapts the limit to the latency at the end of a saturated round.
+// smallShare is the share of a request's documents refused under which
+// the refusal is taken for a hot spot (a shard's full queue) rather than
+// the cluster's overload: the limit then shrinks in proportion at the end
+// of the round, instead of being halved at once.
+const smallShare = 0.1
+
+// cleanLocked notes an answer without pushback, or with less than
+// smallShare of it, in the current round, and adapts the limit at the
+// end of a saturated round: shrunk by the round's share refused, and
+// then one more, one fewer or the same as the latency says.
 func (p *pressure) cleanLocked(a answer) {
 	p.clean++
+	p.accepted += a.accepted
+	p.refused += a.refused
 	if a.accepted > 0 && a.latency > 0 {
 		perDoc := float64(a.latency) / float64(a.accepted)
 		if p.base == 0 || perDoc < p.base {
@@ -198,13 +215,23 @@ func (p *pressure) cleanLocked(a answer) {
 	if p.sumN > 0 {
 		queued = p.limit * (1 - p.base/(p.sum/float64(p.sumN)))
 	}
-	switch {
-	case queued < 0.5 && int(p.limit) < p.max:
-		p.limit++
-	case queued > 1.5:
-		p.limit = max(1, p.limit-1)
+	limit := p.limit
+	if p.refused > 0 {
+		limit *= 1 - float64(p.refused)/float64(p.accepted+p.refused)
 	}
-	p.clean, p.saturated, p.sum, p.sumN = 0, false, 0, 0
+	switch {
+	case queued < 0.5:
+		limit++
+	case queued > 1.5:
+		limit--
+	}
+	p.limit = min(float64(p.max), max(1, limit))
+	p.resetRoundLocked()
+}
+
+// resetRoundLocked starts a new round of answers.
+func (p *pressure) resetRoundLocked() {
+	p.clean, p.saturated, p.sum, p.sumN, p.accepted, p.refused = 0, false, 0, 0, 0, 0
 }
 
 // baseDrift is how many clean answers it takes the base latency to grow
@@ -218,7 +245,7 @@ func (p *pressure) decreaseLocked(round uint64) {
 	}
 	p.limit = max(1, p.limit/2)
 	p.round++
-	p.clean, p.saturated, p.sum, p.sumN = 0, false, 0, 0
+	p.resetRoundLocked()
 }
 
 // backoff is the wait before attempt number attempt (from 1) after

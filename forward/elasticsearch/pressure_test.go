@@ -19,6 +19,10 @@ func TestPressureLimit(t *testing.T) {
 	// the cluster's queue.
 	queued := answer{accepted: 10, latency: 2 * time.Millisecond}
 	slow := answer{accepted: 10, latency: 8 * time.Millisecond}
+	// 1% refused: a hot spot, not an overload; and 50%.
+	few := answer{accepted: 99, refused: 1, latency: 10 * time.Millisecond}
+	fewSlow := answer{accepted: 99, refused: 1, latency: 40 * time.Millisecond}
+	half := answer{accepted: 5, refused: 5, latency: time.Millisecond}
 	// step sends n requests at once and answers them all with a, in the
 	// round they were sent in.
 	type step struct {
@@ -38,6 +42,8 @@ func TestPressureLimit(t *testing.T) {
 		{"never below one", 4, []step{{1, failed}, {1, failed}, {1, partial}}, []int{1, 1, 1}},
 		{"holds while latency grows", 8, []step{{1, clean}, {2, queued}, {2, queued}, {2, slow}}, []int{2, 2, 2, 1}},
 		{"grows again once latency is back", 8, []step{{1, clean}, {2, slow}, {1, clean}, {2, clean}}, []int{2, 1, 2, 3}},
+		{"a small share shrinks it in proportion", 4, []step{{1, clean}, {2, clean}, {3, clean}, {4, few}, {4, few}, {4, half}}, []int{2, 3, 4, 4, 4, 2}},
+		{"a small share and latency rising", 4, []step{{1, clean}, {2, clean}, {3, clean}, {4, fewSlow}}, []int{2, 3, 4, 2}},
 		{"one worker", 1, []step{{1, clean}, {1, clean}, {1, partial}}, []int{1, 1, 1}},
 	}
 	for _, tt := range tests {
