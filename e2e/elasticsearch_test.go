@@ -185,7 +185,18 @@ burst %d`, burst, burst, burst),
 	gate.signal(t, "recovered")
 	c.wait(t)
 
-	const total = 3 * burst
+	esEachLineOnce(t, srv, 3*burst)
+	st := srv.Stats()
+	if st.Rejected == 0 || st.Unavailable < 3 {
+		t.Fatalf("test bug: the server rejected %d documents with 429 and answered %d requests 503", st.Rejected, st.Unavailable)
+	}
+	t.Logf("server: %+v", st)
+}
+
+// esEachLineOnce waits for srv to hold total documents and checks that
+// they are "line 1" to "line total" (esLinesScript), each exactly once.
+func esEachLineOnce(t testing.TB, srv *estest.Server, total int) {
+	t.Helper()
 	docs := esDocs(t, srv, total, fwdCeiling)
 	counts := make(map[int]int)
 	for _, d := range docs {
@@ -201,11 +212,71 @@ burst %d`, burst, burst, burst),
 	if len(missing) > 0 || len(repeated) > 0 || len(docs) != total {
 		t.Errorf("%d documents for %d lines; missing %s; indexed more than once %s", len(docs), total, fwdClipInts(missing), fwdClipInts(repeated))
 	}
-	st := srv.Stats()
-	if st.Rejected == 0 || st.Unavailable < 3 {
-		t.Fatalf("test bug: the server rejected %d documents with 429 and answered %d requests 503", st.Rejected, st.Unavailable)
+}
+
+// TestElasticsearchPushback logs through a cluster that pushes back: one
+// that rejects 5% or 30% of the items with 429 at random, and one that
+// indexes at most 2000 documents a second and rejects what its write
+// queue cannot hold. Every line is indexed exactly once, and the
+// plugin's metrics show the pushback: the items rejected, as many as the
+// server rejected, the requests in flight and the concurrency limit.
+func TestElasticsearchPushback(t *testing.T) {
+	t.Parallel()
+	const alias = "logferry-e2e-pushback:latest"
+	addr := fwdFreePort(t)
+	installPlugin(t, alias, t.TempDir(), "METRICS_ADDR="+addr)
+	for _, tc := range []struct {
+		name string
+		opts estest.Options
+		// rejects: the server must have rejected some; the cluster
+		// under load may never be pushed that far.
+		rejects bool
+	}{
+		{"5% rejected", estest.Options{RejectRate: 0.05, Seed: 5}, true},
+		{"30% rejected", estest.Options{RejectRate: 0.30, Seed: 30}, true},
+		{"2000 docs per second", estest.Options{IndexRate: 2000, QueueDocs: 500}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const lines = 4000
+			srv := esServer(t, tc.opts)
+			c := create(t, spec{
+				driver: alias,
+				logOpts: []string{
+					"elasticsearch-url=" + srv.URL,
+					"elasticsearch-flush-interval=100ms",
+					"elasticsearch-bulk-actions=250",
+				},
+				// It stays up: the metrics are those of running containers.
+				script: esLinesScript + fmt.Sprintf("burst %d; sleep 600", lines),
+			})
+			c.start(t)
+			esEachLineOnce(t, srv, lines)
+			st := srv.Stats()
+			if tc.rejects && st.Rejected == 0 {
+				t.Fatalf("test bug: the server rejected nothing: %+v", st)
+			}
+			samples, err := scrape(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			labels := `{container_id="` + c.id + `",container_name="` + c.name + `",destination="elasticsearch"`
+			if got := samples["logferry_rejected_items_total"+labels+`,status="429"}`]; got != float64(st.Rejected) {
+				t.Errorf("logferry_rejected_items_total 429 = %v, the server rejected %d", got, st.Rejected)
+			}
+			if got, ok := samples["logferry_concurrency_limit"+labels+"}"]; !ok || got < 1 || got > 4 {
+				t.Errorf("logferry_concurrency_limit = %v (present: %v), want 1 to 4 (elasticsearch-workers)", got, ok)
+			}
+			if _, ok := samples["logferry_requests_in_flight"+labels+"}"]; !ok {
+				t.Error("no logferry_requests_in_flight")
+			}
+			e, _, err := destEntry(addr, c, "elasticsearch")
+			if err != nil || e.RejectedItems["429"] != uint64(st.Rejected) {
+				t.Errorf("/api/plugins.json: %+v, %v; want %d items rejected with 429", e, err, st.Rejected)
+			}
+			t.Logf("server: %d items for %d lines, %d rejected (%.1f%%)", st.Items, lines, st.Rejected, 100*float64(st.Rejected)/float64(st.Items))
+		})
 	}
-	t.Logf("server: %+v", st)
 }
 
 // TestElasticsearchTemplateOnce runs three containers at once that log to

@@ -70,6 +70,8 @@ type pluginEntry struct {
 	BufferCorruptRegions uint64 `json:"buffer_corrupt_regions"`
 	ContainerID          string `json:"container_id"`
 	ContainerName        string `json:"container_name"`
+	// Elasticsearch only: items rejected by status ("429", "5xx", "4xx").
+	RejectedItems map[string]uint64 `json:"rejected_items"`
 }
 
 // pluginEntries returns the entries of /api/plugins.json at addr.
