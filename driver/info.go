@@ -81,7 +81,8 @@ var templateFuncs = template.FuncMap{
 	"split": strings.Split,
 	"join":  strings.Join,
 	// strings.Title is deprecated, but it is what Docker's templates use.
-	"title": strings.Title, //nolint:staticcheck
+	//lint:ignore SA1019 Docker's templates use strings.Title: same output.
+	"title": strings.Title,
 	"lower": strings.ToLower,
 	"upper": strings.ToUpper,
 	"pad": func(s string, prefix, suffix int) string {

@@ -35,17 +35,6 @@ type batch struct {
 	toks           []uint64
 }
 
-// size returns the encoded size of the requests still to be delivered.
-func (b *batch) size() int {
-	n := 0
-	for i, r := range b.reqs {
-		if !b.acked[i] {
-			n += len(r)
-		}
-	}
-	return n
-}
-
 // pendingEvents returns how many events are in requests not yet delivered.
 func (b *batch) pendingEvents() int {
 	n := 0
