@@ -839,7 +839,7 @@ func (s *Sink) send(ctx context.Context, b *batch, round uint64) {
 	pause := s.press.done(a)
 	if a.pushback() && !a.failed {
 		_, limit := s.press.state()
-		s.limit.Error("pushback", "elasticsearch is pushing back: documents it refused for now go with the next requests",
+		s.limit.Warn("pushback", "elasticsearch is pushing back: documents it refused for now go with the next requests",
 			"refused", a.refused, "documents", n, "share", fmt.Sprintf("%.1f%%", 100*float64(a.refused)/float64(n)),
 			"status", status, "concurrency", limit, "pause", pause.Round(time.Millisecond))
 	}
