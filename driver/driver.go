@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
-	"github.com/logferry/logferry/forward/elasticsearch"
-	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -28,10 +26,9 @@ type Config struct {
 	MaxFrame int
 	// Logger receives the plugin's own messages; nil means slog.Default().
 	Logger *slog.Logger
-	// Elasticsearch holds the credentials of the Elasticsearch destination,
-	// from plugin settings: they never come from --log-opt, which anyone
-	// can read with docker inspect.
-	Elasticsearch elasticsearch.Credentials
+	// Destinations are where entries may go besides the files, as a
+	// container's log-opts turn them on (see forward.Destination).
+	Destinations []forward.Destination
 	// StateDir keeps what a restarted plugin needs to reopen the FIFOs of
 	// running containers; empty means streams are not recovered.
 	StateDir string
@@ -186,7 +183,7 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 	if err != nil {
 		return err
 	}
-	opts, err := parseOptions(info)
+	opts, err := parseOptions(info, d.cfg.Destinations)
 	if err != nil {
 		return err
 	}
@@ -325,51 +322,28 @@ func (d *Driver) stop(ctx context.Context, s *stream) error {
 }
 
 // newSinks creates the destinations opts turns on. Creating one never
-// waits for the network. Elasticsearch's dead-letter file goes into dir,
-// beside the container's logs. Sinks name the container and themselves in
-// their log messages.
+// waits for the network. Destinations may keep files in dir, beside the
+// container's logs (Elasticsearch's dead letters). Sinks name the
+// container and themselves in their log messages.
 func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 	var dests []destination
-	// Each destination of a container has a disk buffer under the root,
-	// which outlives the plugin process: a restarted plugin, or the next
-	// run of the container, delivers what is left in it.
-	bufferDir := func(dest string) string {
-		return filepath.Join(d.cfg.Root, "buffer", opts.container.ID, dest)
-	}
-	if opts.fluentd != nil {
-		cfg := *opts.fluentd
-		cfg.BufferDir = bufferDir(destFluentd)
-		cfg.Buffer.Budget = d.budget
-		s, err := fluentd.New(cfg, opts.container, d.log)
-		if err != nil {
-			return nil, err
-		}
-		dests = append(dests, destination{name: destFluentd, sink: s, stats: func() Counters {
-			st := s.Stats()
-			return Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
-				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
-		}})
-	}
-	if opts.elastic != nil {
-		cfg := *opts.elastic
-		cfg.DeadLetterPath = filepath.Join(dir, opts.container.ID+"-elasticsearch-rejected.ndjson")
-		cfg.BufferDir = bufferDir(destElasticsearch)
-		cfg.Buffer.Budget = d.budget
-		s, err := elasticsearch.New(cfg, d.cfg.Elasticsearch, opts.container, d.log)
+	for _, c := range opts.dests {
+		s, err := c.start(forward.SinkEnv{
+			Container: opts.container,
+			// Each destination of a container has a disk buffer under the
+			// root, which outlives the plugin process: a restarted plugin,
+			// or the next run of the container, delivers what is left in
+			// it.
+			BufferDir: filepath.Join(d.cfg.Root, "buffer", opts.container.ID, c.name),
+			LogDir:    dir,
+			Budget:    d.budget,
+			Log:       d.log,
+		})
 		if err != nil {
 			discardSinks(dests)
 			return nil, err
 		}
-		dests = append(dests, destination{name: destElasticsearch, sink: s, stats: func() Counters {
-			st := s.Stats()
-			return Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
-				RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
-				BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize,
-				Pressure: &Pressure{
-					Rejected429: st.ItemErrors.Status429, Rejected5xx: st.ItemErrors.Status5xx, Rejected4xx: st.ItemErrors.Status4xx,
-					RequestsInFlight: st.InFlight, ConcurrencyLimit: st.Concurrency,
-				}}
-		}})
+		dests = append(dests, destination{name: c.name, Sink: s})
 	}
 	return dests, nil
 }

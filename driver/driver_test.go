@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/elasticsearch"
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -62,7 +65,7 @@ func (ds *dockerSide) send(t *testing.T, entries ...LogEntry) {
 func newTestDriver(t *testing.T) (*Driver, string) {
 	t.Helper()
 	root := t.TempDir()
-	d := New(Config{Root: root})
+	d := New(Config{Root: root, Destinations: testDestinations})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
@@ -575,3 +578,7 @@ func TestNewStreamReplacesOld(t *testing.T) {
 		t.Errorf("file lacks a line of one of the streams:\n%s", got)
 	}
 }
+
+// testDestinations are the destinations cmd/logferry gives the driver,
+// Elasticsearch without credentials.
+var testDestinations = []forward.Destination{fluentd.Destination(), elasticsearch.Destination(elasticsearch.Credentials{})}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch/estest"
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
 )
 
@@ -104,12 +105,13 @@ type discardSink struct{ n int }
 func (d *discardSink) Send(*forward.Event)         { d.n++ }
 func (d *discardSink) Flush()                      {}
 func (d *discardSink) Close(context.Context) error { return nil }
+func (d *discardSink) Counters() forward.Counters  { return forward.Counters{} }
 
 // TestForwardDoesNotAllocate: handing an entry to the destinations costs
 // no allocation (a whole line; a piece's ID is a new string).
 func TestForwardDoesNotAllocate(t *testing.T) {
 	sk := &discardSink{}
-	s := &stream{sinks: []destination{{name: destFluentd, sink: sk}}}
+	s := &stream{sinks: []destination{{name: fluentd.Name, Sink: sk}}}
 	e := LogEntry{Source: "stdout", TimeNano: 1, Line: []byte("a line")}
 	if n := testing.AllocsPerRun(1000, func() { s.forward(&e, time.Unix(0, e.TimeNano)) }); n != 0 {
 		t.Errorf("forward: %v allocations per entry, want 0", n)

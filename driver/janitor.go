@@ -229,10 +229,21 @@ func containerDirs(dir string, log *slog.Logger) []string {
 }
 
 // holdsEvents tells whether any destination's buffer in the container's
-// buffer directory holds events.
+// buffer directory holds events: any of its subdirectories, so that the
+// buffer of a destination the plugin no longer has counts too.
 func holdsEvents(dir string) (bool, error) {
-	for _, dest := range []string{destFluentd, destElasticsearch} {
-		holds, err := diskq.Holds(filepath.Join(dir, dest))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read buffer directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		holds, err := diskq.Holds(filepath.Join(dir, e.Name()))
 		if holds || err != nil {
 			return holds, err
 		}
@@ -283,7 +294,7 @@ func (d *Driver) replay(id string) error {
 	if info.ContainerID != id {
 		return fmt.Errorf("read container info: names container %q", info.ContainerID)
 	}
-	opts, err := parseOptions(&info)
+	opts, err := parseOptions(&info, d.cfg.Destinations)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/forward/fluentd/fluentdtest"
 )
 
@@ -94,7 +95,7 @@ func TestTidyDeliversBuffersOfStoppedContainers(t *testing.T) {
 	fd := fluentdtest.NewServer(t, fluentdtest.Config{})
 	fd.Stop()
 	root := t.TempDir()
-	d := New(Config{Root: root, Linger: 50 * time.Millisecond})
+	d := New(Config{Root: root, Destinations: testDestinations, Linger: 50 * time.Millisecond})
 	t.Cleanup(func() { closeDriver(t, d) })
 	id := containerID(7)
 	ds := start(t, d, id, map[string]string{
@@ -162,9 +163,9 @@ func TestTidyOrphanBuffers(t *testing.T) {
 			if !tt.removed {
 				mkdirs(t, filepath.Join(docker, id))
 			}
-			d := New(Config{Root: root, DockerContainers: docker})
+			d := New(Config{Root: root, Destinations: testDestinations, DockerContainers: docker})
 			t.Cleanup(func() { closeDriver(t, d) })
-			gen := filepath.Join(root, "buffer", id, destFluentd, "gen-0000000000000001")
+			gen := filepath.Join(root, "buffer", id, fluentd.Name, "gen-0000000000000001")
 			mkdirs(t, gen)
 			seg := filepath.Join(gen, "0000000000000001.seg")
 			if err := os.WriteFile(seg, []byte("not delivered"), 0o600); err != nil {

@@ -9,44 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/logferry/logferry/forward"
 )
 
 // Counters are what one destination of one container has done.
-type Counters struct {
-	// Emitted counts entries delivered: written to the file, accepted by
-	// Fluentd, or indexed by Elasticsearch (409s included).
-	Emitted uint64
-	// Dropped counts entries lost: a full buffer, retries run out, a
-	// corrupt frame or a failed file write.
-	Dropped uint64
-	// RetryCount counts sends made again after a failure.
-	RetryCount uint64
-	// CorruptRegions counts regions of the disk buffer skipped because
-	// they were not intact entries (torn writes, bad checksums); what they
-	// held is lost and not in Dropped.
-	CorruptRegions uint64
-	// BufferQueueLength and BufferTotalQueuedSize are the entries and
-	// bytes waiting to be delivered.
-	BufferQueueLength     int
-	BufferTotalQueuedSize int64
-	// Pressure is how hard the destination pushes back; nil for those
-	// that never answer per entry (the file, Fluentd).
-	Pressure *Pressure
-}
-
-// Pressure is how hard a destination that answers per entry
-// (Elasticsearch) pushes back, and how the sink adapts.
-type Pressure struct {
-	// Rejected429, Rejected5xx and Rejected4xx count entries the
-	// destination answered with an error: 429 (overloaded) and 5xx (or no
-	// status) are sent again and count each time, 4xx (other than 409)
-	// are refused for good.
-	Rejected429, Rejected5xx, Rejected4xx uint64
-	// RequestsInFlight is the number of requests being answered, and
-	// ConcurrencyLimit how many may be at once now: from 1 to the
-	// destination's workers, lower while it pushes back.
-	RequestsInFlight, ConcurrencyLimit int
-}
+type Counters = forward.Counters
 
 // DestinationStats are the Counters of one destination of one running
 // container.
@@ -81,7 +49,7 @@ func (d *Driver) Stats() []DestinationStats {
 		for _, dest := range s.sinks {
 			st := base
 			st.Destination = dest.name
-			st.Counters = dest.stats()
+			st.Counters = dest.Counters()
 			out = append(out, st)
 		}
 	}

@@ -12,8 +12,6 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/logferry/logferry/forward"
-	"github.com/logferry/logferry/forward/elasticsearch"
-	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -51,22 +49,57 @@ type options struct {
 	attrs []byte
 	// container describes the container to the destinations.
 	container forward.Container
-	// fluentd and elastic are nil when that destination is off.
-	fluentd *fluentd.Config
-	elastic *elasticsearch.Config
+	// dests are the destinations the options turn on, in the order of
+	// Config.Destinations.
+	dests []configured
 }
 
-// knownOption reports whether key is an option of logferry or of dockerd.
-func knownOption(key string) bool {
-	return slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) ||
-		slices.Contains(forward.BufferKeys, key) || slices.Contains(fluentd.Keys, key) ||
-		slices.Contains(elasticsearch.Keys, key)
+// configured is a destination a container's options turn on.
+type configured struct {
+	name  string
+	start forward.Starter
+}
+
+// knownOption reports whether key is an option of logferry, of one of
+// dests or of dockerd.
+func knownOption(key string, dests []forward.Destination) bool {
+	if slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) || slices.Contains(forward.BufferKeys, key) {
+		return true
+	}
+	for _, d := range dests {
+		if slices.Contains(d.Keys, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptedOptions describes the options logferry accepts with dests, for
+// the error about an unknown one: the file's and the shared ones by name,
+// each destination's own by prefix.
+func acceptedOptions(dests []forward.Destination) string {
+	named := slices.Clone(fileOptions)
+	named = append(named, forward.BufferKeys...)
+	var prefixes []string
+	for _, d := range dests {
+		for _, k := range d.Keys {
+			if !strings.HasPrefix(k, d.Name+"-") && !slices.Contains(named, k) {
+				named = append(named, k)
+			}
+		}
+		prefixes = append(prefixes, d.Name+"-*")
+	}
+	s := strings.Join(named, ", ")
+	if len(prefixes) > 0 {
+		s += " and the " + strings.Join(prefixes, " and ") + " options in its README"
+	}
+	return s
 }
 
 // parseOptions validates a container's --log-opt map, as json-file would,
-// and refuses keys it does not know. Errors name the option, its value and
-// what is accepted.
-func parseOptions(info *Info) (options, error) {
+// and those of dests, and refuses keys none of them knows. Errors name the
+// option, its value and what is accepted.
+func parseOptions(info *Info, dests []forward.Destination) (options, error) {
 	cfg := info.Config
 	keys := make([]string, 0, len(cfg))
 	for k := range cfg {
@@ -74,9 +107,8 @@ func parseOptions(info *Info) (options, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !knownOption(k) {
-			return options{}, forward.OptionError(k, cfg[k], "unknown option; logferry accepts "+
-				strings.Join(fileOptions, ", ")+", buffer-max-size, buffer-full, log-format, partial-merge and the fluentd-* and elasticsearch-* options in its README")
+		if !knownOption(k, dests) {
+			return options{}, forward.OptionError(k, cfg[k], "unknown option; logferry accepts "+acceptedOptions(dests))
 		}
 	}
 
@@ -133,19 +165,14 @@ func parseOptions(info *Info) (options, error) {
 		o.attrs = b
 	}
 
-	fcfg, fon, err := fluentd.ParseConfig(cfg)
-	if err != nil {
-		return options{}, err
-	}
-	ecfg, eon, err := elasticsearch.ParseConfig(cfg)
-	if err != nil {
-		return options{}, err
-	}
-	if fon {
-		o.fluentd = &fcfg
-	}
-	if eon {
-		o.elastic = &ecfg
+	for _, d := range dests {
+		start, err := d.Configure(cfg)
+		if err != nil {
+			return options{}, err
+		}
+		if start != nil {
+			o.dests = append(o.dests, configured{name: d.Name, start: start})
+		}
 	}
 	o.container = forward.Container{ID: info.ContainerID, Name: info.Name(), Tag: forwardTag, Extra: extra}
 	return o, nil

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/logferry/logferry/forward/elasticsearch"
+	"github.com/logferry/logferry/forward/fluentd"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -63,7 +66,7 @@ func TestParseOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := parseOptions(testInfo(tt.cfg))
+			o, err := parseOptions(testInfo(tt.cfg), testDestinations)
 			if err != nil {
 				t.Fatalf("parseOptions: %v", err)
 			}
@@ -103,7 +106,7 @@ func TestParseOptionsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseOptions(testInfo(tt.cfg))
+			_, err := parseOptions(testInfo(tt.cfg), testDestinations)
 			if !errors.Is(err, ErrInvalidOption) {
 				t.Fatalf("parseOptions error = %v, want ErrInvalidOption", err)
 			}
@@ -176,12 +179,16 @@ func TestParseOptionsForward(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			info := testInfo(tt.cfg)
-			o, err := parseOptions(info)
+			o, err := parseOptions(info, testDestinations)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (o.fluentd != nil) != tt.fluentd || (o.elastic != nil) != tt.elastic {
-				t.Errorf("fluentd on %v, elasticsearch on %v; want %v, %v", o.fluentd != nil, o.elastic != nil, tt.fluentd, tt.elastic)
+			var on []string
+			for _, d := range o.dests {
+				on = append(on, d.name)
+			}
+			if slices.Contains(on, fluentd.Name) != tt.fluentd || slices.Contains(on, elasticsearch.Name) != tt.elastic {
+				t.Errorf("destinations on %v; want fluentd %v, elasticsearch %v", on, tt.fluentd, tt.elastic)
 			}
 			c := o.container
 			if c.ID != info.ContainerID || c.Name != "web" || c.Tag != tt.tag || !maps.Equal(c.Extra, tt.extra) {

@@ -18,7 +18,7 @@ func restartDriver(t *testing.T, d *Driver, root, state string) (*Driver, int) {
 	if err := d.Close(ctx); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	next := New(Config{Root: root, StateDir: state})
+	next := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
@@ -48,7 +48,7 @@ func lines(t *testing.T, root, id string) []string {
 
 func TestRecoverAfterGracefulStop(t *testing.T) {
 	root, state := t.TempDir(), t.TempDir()
-	d := New(Config{Root: root, StateDir: state})
+	d := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	id := containerID(41)
 	ds := start(t, d, id, nil)
 	ds.send(t, LogEntry{Source: "stdout", TimeNano: 1, Line: []byte("before restart")})
@@ -88,7 +88,7 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 
 func TestRecoverAfterCrashResyncs(t *testing.T) {
 	root, state := t.TempDir(), t.TempDir()
-	d := New(Config{Root: root})
+	d := New(Config{Root: root, Destinations: testDestinations})
 	t.Cleanup(func() { d.Close(context.Background()) })
 	id := containerID(42)
 	path := newFIFO(t)
@@ -96,7 +96,7 @@ func TestRecoverAfterCrashResyncs(t *testing.T) {
 	info.ContainerID = id
 	// What a crashed process leaves: its state without Clean, and a pipe
 	// whose reader took part of a frame with it.
-	crashed := New(Config{Root: root, StateDir: state})
+	crashed := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	if err := crashed.saveState(&streamState{File: path, Info: *info}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestRecoverAfterCrashResyncs(t *testing.T) {
 	}
 	ds.send(t, LogEntry{Source: "stderr", TimeNano: 2, Line: []byte("still in the pipe")})
 
-	next := New(Config{Root: root, StateDir: state})
+	next := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	t.Cleanup(func() { next.Close(context.Background()) })
 	n, err := next.Recover()
 	hold.Close()
@@ -128,7 +128,7 @@ func TestRecoverAfterCrashResyncs(t *testing.T) {
 
 func TestRecoverForgetsGoneStreams(t *testing.T) {
 	root, state := t.TempDir(), t.TempDir()
-	writer := New(Config{Root: root, StateDir: state})
+	writer := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	info := testInfo(nil)
 	gone := &streamState{File: filepath.Join(t.TempDir(), "gone"), Info: *info}
 	noWriter := &streamState{File: newFIFO(t), Info: *info}
@@ -140,7 +140,7 @@ func TestRecoverForgetsGoneStreams(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(state, "junk.json"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := New(Config{Root: root, StateDir: state})
+	d := New(Config{Root: root, Destinations: testDestinations, StateDir: state})
 	t.Cleanup(func() { d.Close(context.Background()) })
 	n, err := d.Recover()
 	if n != 0 {

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,30 +16,20 @@ import (
 // a stream.
 const errorLogInterval = 10 * time.Second
 
-// sink is a destination that events are forwarded to. Send never blocks
-// on the network, and copies what it keeps of ev: the caller reuses it.
-// Flush, called whenever the stream has decoded all it read (before a
-// read that may wait), writes what Send took so that it survives a crash
-// of the process (a disk buffer's write(2)) and frees the memory it
-// waited in; it never waits for the network.
-type sink interface {
-	Send(ev *forward.Event)
-	Flush()
-	Close(ctx context.Context) error
-}
+// destFile names the container's files in the metrics, beside the names
+// of the destinations (forward.Destination.Name).
+const destFile = "file"
 
-// Destination names, as they appear in the metrics.
-const (
-	destFile          = "file"
-	destFluentd       = "fluentd"
-	destElasticsearch = "elasticsearch"
-)
-
-// destination is a sink and how to read its counters.
+// destination is a running sink of a container, one that events are
+// forwarded to. Send never blocks on the network, and copies what it
+// keeps of ev: the caller reuses it. Flush, called whenever the stream
+// has decoded all it read (before a read that may wait), writes what Send
+// took so that it survives a crash of the process (a disk buffer's
+// write(2)) and frees the memory it waited in; it never waits for the
+// network.
 type destination struct {
 	name string
-	sink
-	stats func() Counters
+	forward.Sink
 }
 
 // containerFiles is the rotating log of one container, shared by the streams

@@ -24,7 +24,9 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 
 	"github.com/logferry/logferry/driver"
+	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch"
+	"github.com/logferry/logferry/forward/fluentd"
 )
 
 // stopTimeout bounds how long a graceful stop may spend draining streams
@@ -104,9 +106,13 @@ func run() error {
 		StateDir:         *state,
 		DockerContainers: *dockerContainers,
 		Logger:           log,
-		// Secrets come from plugin settings (docker plugin set), never from
-		// --log-opt, which docker inspect shows to anyone.
-		Elasticsearch: creds,
+		// Where entries may go besides the files. Secrets come from plugin
+		// settings (docker plugin set), never from --log-opt, which docker
+		// inspect shows to anyone.
+		Destinations: []forward.Destination{
+			fluentd.Destination(),
+			elasticsearch.Destination(creds),
+		},
 	})
 	// Before serving: dockerd sends no StartLogging for the containers that
 	// were logging when the plugin stopped or crashed.

@@ -1,0 +1,42 @@
+package elasticsearch
+
+import (
+	"path/filepath"
+
+	"github.com/logferry/logferry/forward"
+)
+
+// Name is the destination's name: in metrics, logs and its disk buffer's
+// directory.
+const Name = "elasticsearch"
+
+// Destination returns the Elasticsearch destination for the driver: on
+// when a container's log-opts have elasticsearch-url. creds come from the
+// plugin's settings, never from log-opts.
+func Destination(creds Credentials) forward.Destination {
+	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (forward.Sink, error) {
+		cfg.BufferDir = env.BufferDir
+		cfg.Buffer.Budget = env.Budget
+		if env.LogDir != "" {
+			cfg.DeadLetterPath = filepath.Join(env.LogDir, env.Container.ID+"-elasticsearch-rejected.ndjson")
+		}
+		s, err := New(cfg, creds, env.Container, env.Log)
+		if err != nil {
+			return nil, err // not a nil *Sink in a non-nil forward.Sink
+		}
+		return s, nil
+	})
+}
+
+// Counters returns the sink's Stats in the shape of the plugin's
+// monitoring.
+func (s *Sink) Counters() forward.Counters {
+	st := s.Stats()
+	return forward.Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
+		RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
+		BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize,
+		Pressure: &forward.Pressure{
+			Rejected429: st.ItemErrors.Status429, Rejected5xx: st.ItemErrors.Status5xx, Rejected4xx: st.ItemErrors.Status4xx,
+			RequestsInFlight: st.InFlight, ConcurrencyLimit: st.Concurrency,
+		}}
+}

@@ -1,0 +1,29 @@
+package fluentd
+
+import "github.com/logferry/logferry/forward"
+
+// Name is the destination's name: in metrics, logs and its disk buffer's
+// directory.
+const Name = "fluentd"
+
+// Destination returns the Fluentd destination for the driver: on when a
+// container's log-opts have fluentd-address.
+func Destination() forward.Destination {
+	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (forward.Sink, error) {
+		cfg.BufferDir = env.BufferDir
+		cfg.Buffer.Budget = env.Budget
+		s, err := New(cfg, env.Container, env.Log)
+		if err != nil {
+			return nil, err // not a nil *Sink in a non-nil forward.Sink
+		}
+		return s, nil
+	})
+}
+
+// Counters returns the sink's Stats in the shape of the plugin's
+// monitoring.
+func (s *Sink) Counters() forward.Counters {
+	st := s.Stats()
+	return forward.Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
+		BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+}
