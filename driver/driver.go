@@ -148,7 +148,7 @@ func (d *Driver) logPath(id string) (string, error) {
 	if !containerIDPattern.MatchString(id) {
 		return "", fmt.Errorf("%w: %q", ErrBadContainerID, id)
 	}
-	return filepath.Join(d.cfg.Root, "containers", id, id+"-json.log"), nil
+	return layout{d.cfg.Root}.logFile(id), nil
 }
 
 // StartLogging validates the container's options, opens the FIFO at path
@@ -334,7 +334,7 @@ func (d *Driver) newSinks(opts *options, dir string) ([]destination, error) {
 			// root, which outlives the plugin process: a restarted plugin,
 			// or the next run of the container, delivers what is left in
 			// it.
-			BufferDir: filepath.Join(d.cfg.Root, "buffer", opts.container.ID, c.name),
+			BufferDir: layout{d.cfg.Root}.destBuffer(opts.container.ID, c.name),
 			LogDir:    dir,
 			Budget:    d.budget,
 			Log:       d.log,

@@ -17,12 +17,6 @@ import (
 // DefaultTidyInterval is how often Maintain looks for leftovers.
 const DefaultTidyInterval = time.Minute
 
-// bufferInfoFile, in buffer/<id>/, records the container whose events the
-// buffers hold, so that they can be delivered when no stream of the
-// container is open: after it stopped while a destination was down, or
-// after a plugin restart.
-const bufferInfoFile = "container.json"
-
 // Maintain tidies the root every interval until ctx is done:
 //
 //   - a container's disk buffers that still hold events while none of its
@@ -77,12 +71,12 @@ func (d *Driver) sweep() (replay []string) {
 	}
 	now := time.Now()
 
-	buffers := filepath.Join(d.cfg.Root, "buffer")
-	for _, id := range containerDirs(buffers, d.log) {
+	l := layout{d.cfg.Root}
+	for _, id := range containerDirs(l.buffers(), d.log) {
 		if d.inUse(id) {
 			continue
 		}
-		dir := filepath.Join(buffers, id)
+		dir := l.bufferDir(id)
 		holds, err := holdsEvents(dir)
 		var expired bool
 		if err == nil && holds && removed(id) {
@@ -115,12 +109,11 @@ func (d *Driver) sweep() (replay []string) {
 	if !usable {
 		return replay
 	}
-	files := filepath.Join(d.cfg.Root, "containers")
-	for _, id := range containerDirs(files, d.log) {
+	for _, id := range containerDirs(l.containers(), d.log) {
 		if d.inUse(id) || !removed(id) {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(files, id)); err != nil {
+		if err := os.RemoveAll(l.logDir(id)); err != nil {
 			d.replayLog.Error(id, "remove logs of a removed container", "container", id[:12], "error", err)
 			continue
 		}
@@ -253,11 +246,11 @@ func holdsEvents(dir string) (bool, error) {
 
 // saveBufferInfo records info in the container's buffer directory.
 func (d *Driver) saveBufferInfo(info *Info) error {
-	dir := filepath.Join(d.cfg.Root, "buffer", info.ContainerID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	l := layout{d.cfg.Root}
+	if err := os.MkdirAll(l.bufferDir(info.ContainerID), 0o700); err != nil {
 		return fmt.Errorf("save container info: %w", err)
 	}
-	if err := writeJSON(filepath.Join(dir, bufferInfoFile), info); err != nil {
+	if err := writeJSON(l.bufferInfo(info.ContainerID), info); err != nil {
 		return fmt.Errorf("save container info: %w", err)
 	}
 	return nil
@@ -277,7 +270,7 @@ func (d *Driver) replay(id string) error {
 	next.attempts++
 	d.nextReplay[id] = next
 
-	b, err := os.ReadFile(filepath.Join(d.cfg.Root, "buffer", id, bufferInfoFile))
+	b, err := os.ReadFile(layout{d.cfg.Root}.bufferInfo(id))
 	if errors.Is(err, os.ErrNotExist) {
 		// Left by a version that did not record it: the container's
 		// next start delivers them.
