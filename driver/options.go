@@ -63,7 +63,7 @@ type configured struct {
 // knownOption reports whether key is an option of logferry, of one of
 // dests or of dockerd.
 func knownOption(key string, dests []forward.Destination) bool {
-	if slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) || slices.Contains(forward.BufferKeys, key) {
+	if slices.Contains(fileOptions, key) || slices.Contains(dockerdOptions, key) || slices.Contains(forward.SharedKeys, key) {
 		return true
 	}
 	for _, d := range dests {
@@ -79,7 +79,7 @@ func knownOption(key string, dests []forward.Destination) bool {
 // each destination's own by prefix.
 func acceptedOptions(dests []forward.Destination) string {
 	named := slices.Clone(fileOptions)
-	named = append(named, forward.BufferKeys...)
+	named = append(named, forward.SharedKeys...)
 	var prefixes []string
 	for _, d := range dests {
 		for _, k := range d.Keys {

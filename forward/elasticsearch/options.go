@@ -40,19 +40,13 @@ const (
 	KeyTLSInsecureSkipVerify = "elasticsearch-tls-insecure-skip-verify"
 	// KeyTemplate installs an index template for the index pattern.
 	KeyTemplate = "elasticsearch-template"
-	// KeyLogFormat is shared with the Fluentd sink: "json" parses each line
-	// that is one JSON object into fields of the record.
-	KeyLogFormat = "log-format"
-	// KeyPartialMerge and KeyPartialMergeTimeout are shared with the
-	// Fluentd sink: reassemble the lines dockerd split at 16 KiB.
+	// KeyLogFormat, KeyPartialMerge and KeyPartialMergeTimeout are shared
+	// by every destination (see forward.SharedKeys): "json" parses each
+	// line that is one JSON object into fields of the record;
+	// partial-merge reassembles the lines dockerd split at 16 KiB.
+	KeyLogFormat           = forward.KeyLogFormat
 	KeyPartialMerge        = forward.KeyPartialMerge
 	KeyPartialMergeTimeout = forward.KeyPartialMergeTimeout
-)
-
-// Values of KeyLogFormat.
-const (
-	LogFormatText = "text"
-	LogFormatJSON = "json"
 )
 
 // Keys lists every option key this package accepts.
@@ -64,9 +58,7 @@ var Keys = []string{
 
 // shared reports whether key is an option of every destination, which
 // does not need elasticsearch-url.
-func shared(key string) bool {
-	return key == KeyLogFormat || key == KeyPartialMerge || key == KeyPartialMergeTimeout
-}
+func shared(key string) bool { return slices.Contains(forward.SharedKeys, key) }
 
 // Defaults and limits of the options.
 const (
@@ -214,21 +206,11 @@ func (c Config) withDefaults() Config {
 // when the sink is off; other keys are ignored. Errors wrap forward.ErrInvalidOption and name the option, its
 // value and what is accepted.
 func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
-	if cfg.Buffer, err = forward.ParseBufferOptions(opts); err != nil {
+	sh, err := forward.ParseSharedOptions(opts)
+	if err != nil {
 		return Config{}, false, err
 	}
-	if cfg.PartialMerge, cfg.Merge, err = forward.ParseMergeOptions(opts); err != nil {
-		return Config{}, false, err
-	}
-	if v, ok := opts[KeyLogFormat]; ok {
-		switch v {
-		case LogFormatText, "":
-		case LogFormatJSON:
-			cfg.ParseJSON = true
-		default:
-			return Config{}, false, forward.OptionError(KeyLogFormat, v, `must be "text" or "json"`)
-		}
-	}
+	cfg.Buffer, cfg.ParseJSON, cfg.PartialMerge, cfg.Merge = sh.Buffer, sh.JSONFields, sh.PartialMerge, sh.Merge
 	rawURL, ok := opts[KeyURL]
 	if !ok {
 		for _, k := range Keys {

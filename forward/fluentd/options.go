@@ -79,14 +79,13 @@ const (
 	KeyTLSServerName = "fluentd-tls-server-name"
 	// KeyTLSInsecureSkipVerify turns off server certificate verification.
 	KeyTLSInsecureSkipVerify = "fluentd-tls-insecure-skip-verify"
-	// KeyLogFormat is "text", or "json" to merge the fields of lines that
-	// are JSON objects into the record.
-	KeyLogFormat = "log-format"
-	// KeyPartialMerge reassembles lines dockerd split at 16 KiB.
-	KeyPartialMerge = "partial-merge"
-	// KeyPartialMergeTimeout is how long pieces wait for the rest of their
-	// line.
-	KeyPartialMergeTimeout = "partial-merge-timeout"
+	// KeyLogFormat, KeyPartialMerge and KeyPartialMergeTimeout are shared
+	// by every destination (see forward.SharedKeys): "json" merges the
+	// fields of lines that are JSON objects into the record; partial-merge
+	// reassembles lines dockerd split at 16 KiB.
+	KeyLogFormat           = forward.KeyLogFormat
+	KeyPartialMerge        = forward.KeyPartialMerge
+	KeyPartialMergeTimeout = forward.KeyPartialMergeTimeout
 )
 
 // Keys lists every option key this package accepts, sorted.
@@ -335,7 +334,9 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 		}
 	}
 	p := parser{opts: opts}
-	cfg.Buffer, p.err = forward.ParseBufferOptions(opts)
+	var sh forward.SharedOptions
+	sh, p.err = forward.ParseSharedOptions(opts)
+	cfg.Buffer, cfg.JSONFields, cfg.PartialMerge, cfg.PartialMergeTimeout = sh.Buffer, sh.JSONFields, sh.PartialMerge, sh.Merge.Timeout
 	if enabled {
 		cfg.Servers, err = parseAddresses(addr)
 		if err != nil {
@@ -435,22 +436,6 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	cfg.TLS.KeyFile = opts[KeyTLSKey]
 	cfg.TLS.ServerName = opts[KeyTLSServerName]
 	cfg.TLS.InsecureSkipVerify, _ = p.bool(KeyTLSInsecureSkipVerify)
-	if v, ok := opts[KeyLogFormat]; ok {
-		switch v {
-		case "json":
-			cfg.JSONFields = true
-		case "text", "":
-		default:
-			p.fail(KeyLogFormat, "must be text or json")
-		}
-	}
-	cfg.PartialMerge, _ = p.bool(KeyPartialMerge)
-	if d, ok := p.duration(KeyPartialMergeTimeout, "a positive duration such as 5s"); ok {
-		if d <= 0 {
-			p.fail(KeyPartialMergeTimeout, "must be a positive duration such as 5s")
-		}
-		cfg.PartialMergeTimeout = d
-	}
 	if p.err != nil {
 		return Config{}, false, p.err
 	}
