@@ -592,6 +592,12 @@ func (s *Sink) awaitWork(ctx context.Context) bool {
 // more documents to send again and queued events. nil when ctx ends.
 func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 	b := s.again.pop()
+	for b != nil && len(b.actions) > 1 && s.maxBody.Load() > 0 && len(b.body()) > int(s.maxBody.Load()) {
+		// Put back before Elasticsearch answered 413 to a larger one:
+		// halve it rather than send it to be refused.
+		s.putBackHalves(ctx, b)
+		b = s.again.pop()
+	}
 	if b != nil {
 		b.full = false // room is left for more
 	} else {

@@ -1116,7 +1116,7 @@ func TestResultHandling(t *testing.T) {
 				return nil, reqErr(413)
 			}
 			return all(1, 201), nil
-		}, Stats{Indexed: 4}, []int{4, 2, 2, 1, 1, 1, 1}},
+		}, Stats{Indexed: 4}, []int{4, 2, 1, 1, 1, 1}},
 		{"too few items retried", 2, then(func([]action) ([]itemResult, error) { return nil, &requestError{err: errors.New("1 item")} }),
 			Stats{Indexed: 2, RequestFailures: 1, RetryCount: 1}, []int{2, 2}},
 	}
