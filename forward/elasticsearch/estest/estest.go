@@ -719,7 +719,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 	s.mu.Lock()
 	results := make([]map[string]any, len(items))
 	errorsSeen := false
-	room, indexed := s.admitLocked(arrived)
+	room := s.admitLocked(arrived)
 	for i, it := range items {
 		var res map[string]any
 		if room--; room < 0 {
@@ -732,6 +732,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 		}
 		results[i] = map[string]any{it.op: res}
 	}
+	var indexed time.Time // when the items admitted are, under IndexRate
 	if s.indexRate > 0 {
 		n := len(items) - max(0, -room)
 		s.busyUntil = s.busyUntil.Add(time.Duration(float64(n) / s.indexRate * float64(time.Second)))
@@ -917,16 +918,16 @@ func truncate(b []byte) string {
 
 // admitLocked returns how many items of a bulk request that arrived at
 // now the write queue admits under IndexRate (all when there is no
-// limit), and when the documents admitted before are indexed.
-func (s *Server) admitLocked(now time.Time) (room int, indexed time.Time) {
+// limit).
+func (s *Server) admitLocked(now time.Time) (room int) {
 	if s.indexRate <= 0 {
-		return math.MaxInt, time.Time{}
+		return math.MaxInt
 	}
 	if s.busyUntil.Before(now) {
 		s.busyUntil = now
 	}
 	backlog := s.busyUntil.Sub(now).Seconds() * s.indexRate
-	return max(0, s.queueDocs-int(math.Ceil(backlog))), s.busyUntil
+	return max(0, s.queueDocs-int(math.Ceil(backlog)))
 }
 
 // overloadLocked answers an item the write queue has no room for.
