@@ -94,13 +94,19 @@ type Pressure struct {
 // NewDestination returns a Destination named name, with keys, whose
 // Configure parses the log-opts with parse (enabled false: off) and whose
 // Starter passes the parsed configuration to start.
-func NewDestination[C any](name string, keys []string, parse func(map[string]string) (C, bool, error),
-	start func(cfg C, env SinkEnv) (Sink, error)) Destination {
+func NewDestination[C any, S Sink](name string, keys []string, parse func(map[string]string) (C, bool, error),
+	start func(cfg C, env SinkEnv) (S, error)) Destination {
 	return Destination{Name: name, Keys: keys, Configure: func(opts map[string]string) (Starter, error) {
 		cfg, enabled, err := parse(opts)
 		if err != nil || !enabled {
 			return nil, err
 		}
-		return func(env SinkEnv) (Sink, error) { return start(cfg, env) }, nil
+		return func(env SinkEnv) (Sink, error) {
+			s, err := start(cfg, env)
+			if err != nil {
+				return nil, err // not a nil S in a non-nil Sink
+			}
+			return s, nil
+		}, nil
 	}}
 }

@@ -14,17 +14,13 @@ const Name = "elasticsearch"
 // when a container's log-opts have elasticsearch-url. creds come from the
 // plugin's settings, never from log-opts.
 func Destination(creds Credentials) forward.Destination {
-	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (forward.Sink, error) {
+	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (*Sink, error) {
 		cfg.BufferDir = env.BufferDir
 		cfg.Buffer.Budget = env.Budget
 		if env.LogDir != "" {
 			cfg.DeadLetterPath = filepath.Join(env.LogDir, env.Container.ID+"-elasticsearch-rejected.ndjson")
 		}
-		s, err := New(cfg, creds, env.Container, env.Log)
-		if err != nil {
-			return nil, err // not a nil *Sink in a non-nil forward.Sink
-		}
-		return s, nil
+		return New(cfg, creds, env.Container, env.Log)
 	})
 }
 

@@ -9,14 +9,10 @@ const Name = "fluentd"
 // Destination returns the Fluentd destination for the driver: on when a
 // container's log-opts have fluentd-address.
 func Destination() forward.Destination {
-	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (forward.Sink, error) {
+	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (*Sink, error) {
 		cfg.BufferDir = env.BufferDir
 		cfg.Buffer.Budget = env.Budget
-		s, err := New(cfg, env.Container, env.Log)
-		if err != nil {
-			return nil, err // not a nil *Sink in a non-nil forward.Sink
-		}
-		return s, nil
+		return New(cfg, env.Container, env.Log)
 	})
 }
 
