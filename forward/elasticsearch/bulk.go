@@ -93,6 +93,15 @@ func (b *batch) repoint() {
 	}
 }
 
+// linesSize returns the bytes of the actions' lines: their body.
+func linesSize(actions []action) int {
+	n := 0
+	for i := range actions {
+		n += actions[i].size()
+	}
+	return n
+}
+
 // compact moves the lines of b's actions (those left to retry, in their
 // order in buf.B) to the front of buf.B, back to back, so that buf.B is
 // their body again. Not while b.held.
@@ -123,10 +132,7 @@ func (b *batch) moveTo(to *forward.Buffer) (old *forward.Buffer) {
 // empty buffer to, and returns it; b keeps the first n.
 func (b *batch) splitOff(n int, to *forward.Buffer) *batch {
 	rest := getBatch(to)
-	end := 0
-	for i := range b.actions[:n] {
-		end += b.actions[i].size()
-	}
+	end := linesSize(b.actions[:n])
 	rest.actions = append(rest.actions, b.actions[n:]...)
 	rest.buf.B = append(rest.buf.B, b.buf.B[end:]...)
 	rest.repoint()

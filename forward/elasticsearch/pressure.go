@@ -55,7 +55,7 @@ type pressure struct {
 	// round counts the decreases; a request remembers the round it was
 	// sent in, and its answer decreases the limit only in that round.
 	round     uint64
-	clean     int  // answers without pushback in this round
+	clean     int  // answers in this round with less than smallShare refused
 	saturated bool // every slot was in use in this round
 	failures  int  // answers in a row that made no progress
 	// base is the least latency per document of a clean answer, drifting

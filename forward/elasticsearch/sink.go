@@ -591,8 +591,9 @@ func (s *Sink) awaitWork(ctx context.Context) bool {
 // their own buffer, or a buffer from the batch memory; then, as they fit,
 // more documents to send again and queued events. nil when ctx ends.
 func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
+	maxBody := int(s.maxBody.Load())
 	b := s.again.pop()
-	for b != nil && len(b.actions) > 1 && s.maxBody.Load() > 0 && len(b.body()) > int(s.maxBody.Load()) {
+	for b != nil && maxBody > 0 && len(b.actions) > 1 && len(b.body()) > maxBody {
 		// Put back before Elasticsearch answered 413 to a larger one:
 		// halve it rather than send it to be refused.
 		s.putBackHalves(ctx, b)
@@ -608,8 +609,8 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 		b = getBatch(buf)
 	}
 	limit := min(b.buf.Grant(), s.cfg.BulkSize)
-	if m := s.maxBody.Load(); m > 0 {
-		limit = min(limit, int(m))
+	if maxBody > 0 {
+		limit = min(limit, maxBody)
 	}
 	s.again.take(b, s.cfg.BulkActions, limit, s.batches)
 	take := func(it *forward.Item) bool {
@@ -642,11 +643,7 @@ func (s *Sink) putBack(ctx context.Context, b *batch) {
 		s.again.push(b)
 		return
 	}
-	n := 0
-	for i := range b.actions {
-		n += b.actions[i].size()
-	}
-	buf := s.batches.Get(ctx, n)
+	buf := s.batches.Get(ctx, linesSize(b.actions))
 	if buf == nil {
 		s.abandon(len(b.actions))
 		b.release(s.batches)
@@ -660,11 +657,7 @@ func (s *Sink) putBack(ctx context.Context, b *batch) {
 // its body as too large (413): the second half in a new buffer.
 func (s *Sink) putBackHalves(ctx context.Context, b *batch) {
 	half := len(b.actions) / 2
-	n := 0
-	for i := range b.actions[half:] {
-		n += b.actions[half+i].size()
-	}
-	buf := s.batches.Get(ctx, n)
+	buf := s.batches.Get(ctx, linesSize(b.actions[half:]))
 	if buf == nil {
 		s.abandon(len(b.actions))
 		b.release(s.batches)
@@ -779,7 +772,7 @@ func (s *Sink) send(ctx context.Context, b *batch, round uint64) {
 		return
 	}
 	status := 0 // the first status that sends documents again, for the log
-	k := acks{q: s.disk}
+	k := acks{q: s.queue}
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -876,16 +869,15 @@ func (s *Sink) countItemError(status int) {
 	}
 }
 
-// acks acknowledges the tokens of settled documents to the disk buffer,
-// a run of consecutive tokens at a time: usually one call for a request.
+// acks acknowledges the tokens of settled documents to the buffer, a run
+// of consecutive tokens at a time: usually one call for a request.
 type acks struct {
-	q        *diskq.Queue // nil: nothing to acknowledge (a memory queue)
-	from, to uint64       // the run noted so far; none when equal
+	q        buffer
+	from, to uint64 // the run noted so far; none when equal
 }
 
 func (k *acks) add(tok uint64) {
 	switch {
-	case k.q == nil:
 	case k.from == k.to:
 		k.from, k.to = tok, tok+1
 	case tok == k.to:
@@ -897,7 +889,7 @@ func (k *acks) add(tok uint64) {
 }
 
 func (k *acks) flush() {
-	if k.q != nil && k.to > k.from {
+	if k.to > k.from {
 		k.q.Ack(k.from, k.to)
 	}
 	k.from, k.to = 0, 0
