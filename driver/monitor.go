@@ -188,8 +188,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(metricQueuedBytes, prometheus.GaugeValue, float64(st.BufferTotalQueuedSize), labels...)
 		ch <- prometheus.MustNewConstMetric(metricCorrupt, prometheus.CounterValue, float64(st.CorruptRegions), labels...)
 		if pr := st.Pressure; pr != nil {
-			for status, n := range map[string]uint64{"429": pr.Rejected429, "5xx": pr.Rejected5xx, "4xx": pr.Rejected4xx} {
-				ch <- prometheus.MustNewConstMetric(metricRejected, prometheus.CounterValue, float64(n), append(labels, status)...)
+			for _, r := range []struct {
+				status string
+				n      uint64
+			}{{"429", pr.Rejected429}, {"5xx", pr.Rejected5xx}, {"4xx", pr.Rejected4xx}} {
+				ch <- prometheus.MustNewConstMetric(metricRejected, prometheus.CounterValue, float64(r.n), append(slices.Clip(labels), r.status)...)
 			}
 			ch <- prometheus.MustNewConstMetric(metricInFlight, prometheus.GaugeValue, float64(pr.RequestsInFlight), labels...)
 			ch <- prometheus.MustNewConstMetric(metricConcurrency, prometheus.GaugeValue, float64(pr.ConcurrencyLimit), labels...)
