@@ -243,14 +243,14 @@ func (q *Queue) Read(ctx context.Context, maxEvents, maxBytes int, fn func(*Item
 			break
 		}
 		// Later chunks only take what is there.
-		ctx = doneContext
+		ctx = DoneContext
 	}
 	return taken, nil
 }
 
-// doneContext is a context that is already done: pop with it takes what
-// is queued without waiting.
-var doneContext = func() context.Context {
+// DoneContext is a context that is already done: reading a queue with it
+// takes what is there without waiting.
+var DoneContext = func() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx

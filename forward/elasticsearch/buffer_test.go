@@ -36,7 +36,7 @@ func closeKeeping(t *testing.T, s *Sink, kept int) {
 		t.Errorf("Close with everything kept on disk: %v", err)
 	}
 	st := s.Stats()
-	if st.Queued != kept || st.BufferQueueLength != kept || st.Unsent != 0 || st.Dropped != 0 {
+	if st.Queued != kept || st.Unsent != 0 || st.Dropped != 0 {
 		t.Errorf("stats after Close %+v, want %d kept, none unsent or dropped", st, kept)
 	}
 }
@@ -66,7 +66,7 @@ func TestDiskBufferSurvivesRestart(t *testing.T) {
 	sendLines(s2, n, n+10) // after the replay
 	closeSink(t, s2, 20*time.Second)
 	linesOnce(t, srv, n+10)
-	if st := s2.Stats(); st.Indexed != n+10 || st.Duplicates != 0 || st.Queued != 0 || st.BufferTotalQueuedSize != 0 {
+	if st := s2.Stats(); st.Indexed != n+10 || st.Duplicates != 0 || st.Queued != 0 || st.QueuedBytes != 0 {
 		t.Errorf("stats of the second sink %+v", st)
 	}
 	if left := bufferFiles(t, filepath.Dir(dir)); len(left) > 0 {
@@ -165,7 +165,7 @@ func TestDiskBufferFullIsCounted(t *testing.T) {
 		t.Errorf("Send took %v for %d events", d, n)
 	}
 	st := s.Stats()
-	if st.Dropped == 0 || st.BufferTotalQueuedSize > cfg.Buffer.MaxSize+32 {
+	if st.Dropped == 0 || st.QueuedBytes > cfg.Buffer.MaxSize+32 {
 		t.Errorf("stats %+v: want drops and at most %d bytes", st, cfg.Buffer.MaxSize)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

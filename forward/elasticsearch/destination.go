@@ -28,11 +28,10 @@ func Destination(creds Credentials) forward.Destination {
 // monitoring.
 func (s *Sink) Counters() forward.Counters {
 	st := s.Stats()
-	return forward.Counters{Emitted: st.Indexed + st.Duplicates, Dropped: st.Dropped + st.Unsent,
-		RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
-		BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize,
-		Pressure: &forward.Pressure{
-			Rejected429: st.ItemErrors.Status429, Rejected5xx: st.ItemErrors.Status5xx, Rejected4xx: st.ItemErrors.Status4xx,
-			RequestsInFlight: st.InFlight, ConcurrencyLimit: st.Concurrency,
-		}}
+	c := st.Counters(st.Indexed+st.Duplicates, st.RetryCount)
+	c.Pressure = &forward.Pressure{
+		Rejected429: st.ItemErrors.Status429, Rejected5xx: st.ItemErrors.Status5xx, Rejected4xx: st.ItemErrors.Status4xx,
+		RequestsInFlight: st.InFlight, ConcurrencyLimit: st.Concurrency,
+	}
+	return c
 }

@@ -278,20 +278,6 @@ func TestDocumentIDs(t *testing.T) {
 	}
 }
 
-func TestSequencer(t *testing.T) {
-	t.Parallel()
-	t0 := time.Unix(100, 0)
-	t1 := t0.Add(1)
-	var q sequencer
-	var got []uint32
-	for _, at := range []time.Time{t0, t0, t1, t0, t1, t1} {
-		got = append(got, q.next(at))
-	}
-	if want := []uint32{0, 1, 0, 2, 1, 2}; !reflect.DeepEqual(got, want) {
-		t.Errorf("sequence %v, want %v", got, want)
-	}
-}
-
 // TestPlain8 puts every byte value at every place among plain bytes, and
 // next to other bytes that need escaping.
 func TestPlain8(t *testing.T) {

@@ -110,15 +110,14 @@ type Config struct {
 	// Template installs an index template for the index pattern's prefix
 	// before the first document is sent.
 	Template bool
-	// ParseJSON adds the fields of a line that is one JSON object to its
-	// document (log-format=json).
-	ParseJSON bool
-	// PartialMerge reassembles the lines dockerd split at 16 KiB into one
-	// document each (partial-merge); Merge configures it (its Timeout
-	// from partial-merge-timeout). Without it, each piece is a document
-	// with the partial_* fields.
-	PartialMerge bool
-	Merge        forward.MergeConfig
+	// SharedOptions are those every destination shares: the buffer's
+	// bounds and overflow policy (Buffer, also for the memory queue),
+	// log-format=json (JSONFields adds the fields of a line that is one
+	// JSON object to its document) and partial-merge (PartialMerge
+	// reassembles the lines dockerd split at 16 KiB into one document
+	// each, as Merge says; without it each piece is a document with the
+	// partial_* fields).
+	forward.SharedOptions
 
 	// DeadLetterPath is the file that documents Elasticsearch refuses for
 	// good are appended to (NDJSON, mode 0640), set by the driver beside
@@ -141,10 +140,6 @@ type Config struct {
 	// next sink created on the same directory, with the same _id. Empty
 	// (the default): events wait in memory only.
 	BufferDir string
-	// Buffer bounds the disk buffer (MaxSize, Budget) and sets the
-	// overflow policy (Full, also for the memory queue); ParseConfig
-	// fills it from buffer-max-size and buffer-full.
-	Buffer forward.BufferConfig
 	// RequestTimeout bounds one _bulk request. Default 30s.
 	RequestTimeout time.Duration
 	// RetryMin and RetryMax bound the exponential backoff (with jitter)
@@ -206,11 +201,9 @@ func (c Config) withDefaults() Config {
 // when the sink is off; other keys are ignored. Errors wrap forward.ErrInvalidOption and name the option, its
 // value and what is accepted.
 func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
-	sh, err := forward.ParseSharedOptions(opts)
-	if err != nil {
+	if cfg.SharedOptions, err = forward.ParseSharedOptions(opts); err != nil {
 		return Config{}, false, err
 	}
-	cfg.Buffer, cfg.ParseJSON, cfg.PartialMerge, cfg.Merge = sh.Buffer, sh.JSONFields, sh.PartialMerge, sh.Merge
 	rawURL, ok := opts[KeyURL]
 	if !ok {
 		for _, k := range Keys {

@@ -45,7 +45,7 @@ func TestParseConfig(t *testing.T) {
 		}, true, Config{
 			URLs: []string{"https://es1:9200", "https://es2:9200"}, Index: "logs-%G.%V", Pipeline: "docker-logs",
 			Sniff: true, BulkActions: 500, BulkSize: 2_000_000, FlushInterval: 250 * time.Millisecond, Compress: true,
-			Workers: 4, TLSCAFile: ca, Template: true, ParseJSON: true,
+			Workers: 4, TLSCAFile: ca, Template: true, SharedOptions: forward.SharedOptions{JSONFields: true},
 		}},
 		{"path prefix", map[string]string{KeyURL: "https://proxy/es/"}, true,
 			Config{URLs: []string{"https://proxy/es"}, Index: DefaultIndex}},

@@ -2,12 +2,10 @@ package elasticsearch
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/outbox"
 )
 
 // pressure decides when a sink may start its next _bulk request, from how
@@ -45,8 +43,10 @@ import (
 // RetryMax with jitter, as before any document can be indexed again. An
 // answer without pushback ends the pause.
 type pressure struct {
-	max                int
-	retryMin, retryMax time.Duration
+	max int
+	// backoff is the pause after answers that made no progress; its Max
+	// also bounds the pause after partial refusals.
+	backoff outbox.Backoff
 
 	// mu guards every field below.
 	mu       sync.Mutex
@@ -72,7 +72,7 @@ type pressure struct {
 
 func newPressure(cfg Config) *pressure {
 	return &pressure{
-		max: cfg.Workers, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+		max: cfg.Workers, backoff: outbox.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Jitter: true},
 		limit: 1, changed: make(chan struct{}, 1),
 	}
 }
@@ -95,16 +95,16 @@ func (a answer) pushback() bool { return a.failed || a.refused > 0 }
 
 // acquire waits for a slot under the limit and for the pause to end, and
 // takes the slot; release or done gives it back. It returns the round the
-// request is sent in, and false if ctx ended first. closeBy holds the
-// sink's Close deadline (Unix nanoseconds, 0 for none): a pause ends in
-// time for a last attempt before it (see forward.CapWait).
-func (p *pressure) acquire(ctx context.Context, closeBy *atomic.Int64) (round uint64, ok bool) {
+// request is sent in, and false if ctx ended first. capWait shortens a
+// pause once the sink's Close has a deadline, so that it ends in time for
+// a last attempt (see outbox.Outbox.CapWait).
+func (p *pressure) acquire(ctx context.Context, capWait func(time.Duration) time.Duration) (round uint64, ok bool) {
 	paused := false // the last wait was the whole pause, cut short or not
 	for {
 		p.mu.Lock()
 		wait := time.Duration(0)
 		if p.inFlight < int(p.limit) {
-			wait = forward.CapWait(time.Until(p.notBefore), closeBy.Load())
+			wait = capWait(time.Until(p.notBefore))
 			if wait <= 0 || paused {
 				p.inFlight++
 				if p.inFlight >= int(p.limit) {
@@ -165,7 +165,7 @@ func (p *pressure) done(a answer) time.Duration {
 	case a.failed || (a.refused > 0 && a.accepted == 0):
 		p.failures++
 		p.decreaseLocked(a.round)
-		pause = backoff(p.retryMin, p.retryMax, p.failures)
+		pause = p.backoff.Wait(p.failures)
 	case a.refused > 0:
 		p.failures = 0
 		if float64(a.refused) >= smallShare*float64(a.accepted+a.refused) {
@@ -173,7 +173,7 @@ func (p *pressure) done(a answer) time.Duration {
 		} else if a.round == p.round {
 			p.cleanLocked(a)
 		}
-		pause = min(time.Duration(float64(a.latency)*float64(a.refused)/float64(a.accepted)), p.retryMax)
+		pause = min(time.Duration(float64(a.latency)*float64(a.refused)/float64(a.accepted)), p.backoff.Max)
 	default:
 		p.failures = 0
 		if a.round == p.round {
@@ -246,19 +246,6 @@ func (p *pressure) decreaseLocked(round uint64) {
 	p.limit = max(1, p.limit/2)
 	p.round++
 	p.resetRoundLocked()
-}
-
-// backoff is the wait before attempt number attempt (from 1) after
-// failures in a row: exponential from lo to hi, with jitter over its
-// upper half so that many sinks do not retry in step.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // state returns the requests in flight and the current limit.

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/logferry/logferry/forward"
 )
 
 // TestPressureLimit drives the limit through sequences of answers: +1
@@ -54,7 +56,7 @@ func TestPressureLimit(t *testing.T) {
 				rounds := make([]uint64, st.n)
 				for k := range rounds {
 					p.notBefore = time.Time{} // the pause is TestPressurePause's
-					r, ok := p.acquire(t.Context(), new(atomic.Int64))
+					r, ok := p.acquire(t.Context(), noCap)
 					if !ok {
 						t.Fatalf("step %d: acquire %d failed", i, k)
 					}
@@ -125,15 +127,15 @@ func TestPressureAcquire(t *testing.T) {
 	t.Run("no free slot", func(t *testing.T) {
 		t.Parallel()
 		p := newPressure(Config{Workers: 2, RetryMin: time.Hour, RetryMax: time.Hour})
-		if _, ok := p.acquire(t.Context(), new(atomic.Int64)); !ok {
+		if _, ok := p.acquire(t.Context(), noCap); !ok {
 			t.Fatal("first acquire failed")
 		}
-		if _, ok := p.acquire(short(t), new(atomic.Int64)); ok {
+		if _, ok := p.acquire(short(t), noCap); ok {
 			t.Fatal("acquired a second slot under a limit of 1")
 		}
 		done := make(chan bool)
 		go func() {
-			_, ok := p.acquire(t.Context(), new(atomic.Int64))
+			_, ok := p.acquire(t.Context(), noCap)
 			done <- ok
 		}()
 		time.Sleep(10 * time.Millisecond)
@@ -145,9 +147,9 @@ func TestPressureAcquire(t *testing.T) {
 	t.Run("paused", func(t *testing.T) {
 		t.Parallel()
 		p := newPressure(Config{Workers: 1, RetryMin: time.Hour, RetryMax: time.Hour})
-		r, _ := p.acquire(t.Context(), new(atomic.Int64))
+		r, _ := p.acquire(t.Context(), noCap)
 		p.done(answer{round: r, failed: true})
-		if _, ok := p.acquire(short(t), new(atomic.Int64)); ok {
+		if _, ok := p.acquire(short(t), noCap); ok {
 			t.Fatal("acquired during an hour's pause")
 		}
 		// Close, due in 100ms, comes while acquire waits.
@@ -158,7 +160,8 @@ func TestPressureAcquire(t *testing.T) {
 			p.signal()
 		}()
 		start := time.Now()
-		if _, ok := p.acquire(t.Context(), &closeBy); !ok {
+		capWait := func(d time.Duration) time.Duration { return forward.CapWait(d, closeBy.Load()) }
+		if _, ok := p.acquire(t.Context(), capWait); !ok {
 			t.Fatal("acquire failed")
 		}
 		if waited := time.Since(start); waited > 10*time.Second {
@@ -167,17 +170,5 @@ func TestPressureAcquire(t *testing.T) {
 	})
 }
 
-func TestBackoff(t *testing.T) {
-	t.Parallel()
-	const lo, hi = 10 * time.Millisecond, 100 * time.Millisecond
-	for attempt, want := range []time.Duration{1: lo, 2: 2 * lo, 3: 4 * lo, 4: 8 * lo, 5: hi, 50: hi} {
-		if want == 0 {
-			continue
-		}
-		for range 100 {
-			if d := backoff(lo, hi, attempt); d < want/2 || d > want {
-				t.Fatalf("backoff(%d) = %v, want %v to %v", attempt, d, want/2, want)
-			}
-		}
-	}
-}
+// noCap is a pressure.acquire capWait for a sink without a Close deadline.
+func noCap(d time.Duration) time.Duration { return d }

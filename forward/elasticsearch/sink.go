@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
-	"github.com/logferry/logferry/forward/diskq"
+	"github.com/logferry/logferry/forward/outbox"
 )
 
 // ErrClosed is returned by Close when the sink was already closed.
-var ErrClosed = errors.New("elasticsearch sink closed")
+var ErrClosed = outbox.ErrClosed
 
 // Credentials authenticate the sink to Elasticsearch: basic auth or an API
 // key, never both. They come from the plugin's settings (`docker plugin
@@ -60,11 +60,6 @@ func (c Credentials) validate() error {
 // up in exactly one of Indexed, Duplicates, Rejected, Dropped and Unsent,
 // or is still Queued (without a disk buffer: or in flight).
 type Stats struct {
-	// Queued is the number of events the buffer holds now: waiting in
-	// memory (not counting those in flight), or, with a disk buffer,
-	// every event not yet settled, those in flight included (after
-	// Close: those kept on disk for the next sink).
-	Queued int
 	// Indexed counts documents Elasticsearch created.
 	Indexed uint64
 	// Duplicates counts documents that were already there (409 on create,
@@ -80,23 +75,9 @@ type Stats struct {
 	// the dead-letter file.
 	Rejected     uint64
 	DeadLettered uint64
-	// Dropped counts events dropped by the full buffer (buffer-full: by
-	// default the oldest go first) or because they were sent after Close.
-	Dropped uint64
-	// Unsent counts events still undelivered when Close gave up, without
-	// a disk buffer (with one they stay on disk, in Queued).
-	Unsent uint64
-	// BufferQueueLength and BufferTotalQueuedSize are what the buffer
-	// holds, in events (Queued) and bytes (forward.EventSize in memory;
-	// the files and write buffer on disk), and RetryCount the _bulk
-	// requests sent again (a failed request, or documents answered 429 or
-	// 5xx): the names of Fluentd's monitor_agent, for the metrics.
-	BufferQueueLength     int
-	BufferTotalQueuedSize int64
-	RetryCount            uint64
-	// Corrupt counts regions of the disk buffer skipped because they were
-	// torn or failed their checksum (their events are lost, uncounted).
-	Corrupt uint64
+	// RetryCount counts the _bulk requests sent again (a failed request,
+	// or documents answered 429 or 5xx).
+	RetryCount uint64
 	// ItemErrors counts the documents Elasticsearch answered with an
 	// error, by status; a document sent again counts each time.
 	ItemErrors ItemErrors
@@ -104,6 +85,12 @@ type Stats struct {
 	// how many may be at once now: 1 to Config.Workers, lower while the
 	// cluster pushes back.
 	InFlight, Concurrency int
+	// Stats are what the buffer holds (Queued: with a disk buffer, the
+	// events in flight too, and after Close those kept on disk for the
+	// next sink) and what was lost: Dropped by the full buffer
+	// (buffer-full: by default the oldest go first) or sent after Close,
+	// Unsent when Close gave up without a disk buffer.
+	outbox.Stats
 }
 
 // ItemErrors counts documents answered with an error, by status.
@@ -130,17 +117,10 @@ type Sink struct {
 	container forward.Container
 	log       *slog.Logger
 	limit     *forward.RateLog
-	queue     buffer         // mem or disk
-	mem       *forward.Queue // nil with a disk buffer
-	disk      *diskq.Queue   // nil without
+	out       *outbox.Outbox
 	dial      dialFunc
 	batches   *forward.Batches
-	// merge reassembles split lines before they are queued; nil without
-	// partial-merge.
-	merge *forward.MergeStage
-	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
-	// without one: retry waits end in time for a last attempt.
-	closeBy atomic.Int64
+	backoff   outbox.Backoff
 	// shared is the client this sink uses with others, given back once
 	// its goroutines stopped; nil for a fake client.
 	shared *sharedClient
@@ -153,39 +133,15 @@ type Sink struct {
 	// answered 413 to a larger one, in bytes; 0 before.
 	maxBody atomic.Int64
 
-	// cancel ends run's context: the hard stop at Close's deadline.
-	cancel context.CancelFunc
-	// done is closed when run has returned and every goroutine stopped.
-	done chan struct{}
-	// closing is closed by the first Close.
-	closing   chan struct{}
-	closeOnce sync.Once
-
 	// dialSema guards es: a worker holds its token to read es or, while
 	// es is nil, to dial and set it. A channel rather than a mutex, so
 	// that the other workers wait for a dial with their context.
 	dialSema chan struct{}
 	es       bulkClient
 
-	// seqMu guards seqs and keeps events in the buffer in the order of
-	// their numbers.
-	seqMu sync.Mutex
-	seqs  sequencer
-
 	indexed, duplicates, retries, requestFailures atomic.Uint64
-	rejected, deadLettered, unsent, retryCount    atomic.Uint64
+	rejected, deadLettered, retryCount            atomic.Uint64
 	itemErrors                                    struct{ status429, status5xx, status4xx atomic.Uint64 }
-}
-
-// buffer is what the batcher and workers need from the queue of events: a
-// forward.Queue in memory, or a diskq.Queue, whose events stay until
-// acknowledged.
-type buffer interface {
-	Wait(ctx context.Context, minEvents int, minBytes int64) error
-	Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error)
-	Ack(from, to uint64)
-	Len() (events int, bytes int64)
-	Dropped() uint64
 }
 
 // New returns a sink for container c that has started sending in the
@@ -239,96 +195,31 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		limit:     forward.NewRateLog(log, cfg.ErrorLogInterval),
 		dial:      dial,
 		batches:   cfg.Batches,
+		backoff:   outbox.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Jitter: true},
 		dead:      &deadLetter{path: cfg.DeadLetterPath, max: cfg.DeadLetterMaxSize},
-		done:      make(chan struct{}),
-		closing:   make(chan struct{}),
 		dialSema:  make(chan struct{}, 1),
 		press:     newPressure(cfg),
 	}
-	if cfg.BufferDir != "" {
-		// A buffer that cannot be opened must not fail the container's
-		// start: events then wait in memory, as without one.
-		d, err := diskq.Open(diskq.Config{Dir: cfg.BufferDir, Buffer: cfg.Buffer, Log: log})
-		if err != nil {
-			log.Error("cannot open the disk buffer, keeping events in memory only", "dir", cfg.BufferDir, "err", err)
-		} else {
-			s.disk, s.queue = d, d
-		}
-	}
-	if s.disk == nil {
-		s.mem = forward.NewQueue(forward.QueueConfig{
-			MaxEvents: cfg.QueueEvents, MaxBytes: int64(cfg.QueueBytes),
-			Full: cfg.Buffer.Full, BlockTimeout: cfg.Buffer.BlockTimeout,
-		})
-		s.queue = s.mem
-	}
+	s.out = outbox.Open(outbox.Config{
+		Name: Name, Dir: cfg.BufferDir, Buffer: cfg.Buffer,
+		MemEvents: cfg.QueueEvents, MemBytes: int64(cfg.QueueBytes),
+		PartialMerge: cfg.PartialMerge, Merge: cfg.Merge,
+		Numbered: true, LogInterval: cfg.ErrorLogInterval,
+	}, log)
 	return s, nil
 }
 
-func (s *Sink) start() {
-	if s.cfg.PartialMerge {
-		s.merge = forward.NewMergeStage(s.cfg.Merge, s.enqueue)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go s.run(ctx)
-}
+func (s *Sink) start() { s.out.Start(s.run, s.press.signal) }
 
 // Send queues a copy of ev, numbered among the events of its nanosecond
-// (part of its _id). It never waits for the network. With a disk buffer
-// the event waits in a small memory buffer that Flush (or the buffer
-// itself, after a few milliseconds, or once it fills) writes to the
-// buffer's file; see diskq.Queue.Append. When the buffer is full,
-// buffer-full applies: the oldest events are dropped (the default), or ev,
-// or Send waits for room for at most the block timeout; drops are
-// counted. After Close, ev itself is dropped. With partial-merge, the
-// pieces of a split line wait to be queued as one line (see
-// forward.MergeStage).
-func (s *Sink) Send(ev *forward.Event) {
-	if s.merge != nil {
-		s.merge.Add(ev)
-		return
-	}
-	s.enqueue(ev)
-}
+// (part of its _id, kept with it in the buffer so that a replay by a
+// later sink gives it the same _id). It never waits for the network; see
+// outbox.Outbox.Send.
+func (s *Sink) Send(ev *forward.Event) { s.out.Send(ev) }
 
-// enqueue queues a copy of ev, as Send says.
-func (s *Sink) enqueue(ev *forward.Event) {
-	var n int
-	if s.disk != nil {
-		s.seqMu.Lock()
-		n = s.disk.Append(ev, s.seqs.next(ev.Time))
-		s.seqMu.Unlock()
-	} else {
-		cp := ev.Clone()
-		s.seqMu.Lock()
-		n = s.mem.PushItem(forward.Item{Event: cp, Seq: s.seqs.next(ev.Time)})
-		s.seqMu.Unlock()
-	}
-	if n > 0 {
-		select {
-		case <-s.closing:
-		default:
-			// Elasticsearch, or the disk buffer's writes, not keeping up.
-			msg := "buffer full: dropped events"
-			if s.cfg.Buffer.Full == forward.DropOldest {
-				msg = "buffer full: dropped the oldest events"
-			}
-			s.limit.Error("queue", msg, "dropped", s.queue.Dropped())
-		}
-	}
-}
-
-// Flush makes the events Sent so far survive a crash of the process
-// (kill -9): with a disk buffer it writes those still in memory to the
-// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
-// waits for the network. Without a disk buffer it does nothing; pieces of
-// a line held for partial-merge wait for the rest of their line.
-func (s *Sink) Flush() {
-	if s.disk != nil {
-		s.disk.Flush()
-	}
-}
+// Flush makes the events Sent so far survive a crash of the process; see
+// outbox.Outbox.Flush.
+func (s *Sink) Flush() { s.out.Flush() }
 
 // Stats returns the sink's counters.
 func (s *Sink) Stats() Stats {
@@ -339,114 +230,28 @@ func (s *Sink) Stats() Stats {
 		RequestFailures: s.requestFailures.Load(),
 		Rejected:        s.rejected.Load(),
 		DeadLettered:    s.deadLettered.Load(),
-		Unsent:          s.unsent.Load(),
 		RetryCount:      s.retryCount.Load(),
 		ItemErrors: ItemErrors{
 			Status429: s.itemErrors.status429.Load(),
 			Status5xx: s.itemErrors.status5xx.Load(),
 			Status4xx: s.itemErrors.status4xx.Load(),
 		},
+		Stats: s.out.Stats(),
 	}
 	st.InFlight, st.Concurrency = s.press.state()
-	if s.disk != nil {
-		ds := s.disk.Stats()
-		st.Queued, st.BufferTotalQueuedSize, st.Dropped, st.Corrupt = ds.Events, ds.Bytes, ds.Dropped, ds.Corrupt
-	} else {
-		st.Queued, st.BufferTotalQueuedSize = s.mem.Len()
-		st.Dropped = s.mem.Dropped()
-	}
-	st.BufferQueueLength = st.Queued
 	return st
 }
 
-// abandon accounts for n events not delivered when the sink stops hard: in
-// memory they are lost (Unsent); on disk they stay, unacknowledged, for the
-// next sink.
-func (s *Sink) abandon(n int) {
-	if s.disk == nil {
-		s.unsent.Add(uint64(n))
-	}
-}
-
-// Close stops taking events, sends what is queued and waits for the sink's
-// goroutines. When ctx ends first, the requests in flight are abandoned;
-// without a disk buffer the events not delivered are counted in
-// Stats.Unsent and Close returns an error wrapping ctx's, with one they
-// stay on disk for the next sink created on the same BufferDir (and the
-// error reports only what could not be written there; the buffer's last
-// write and fsync are not bounded by ctx). Calls after the first wait the
-// same way and return ErrClosed.
-func (s *Sink) Close(ctx context.Context) error {
-	if dl, ok := ctx.Deadline(); ok && s.closeBy.CompareAndSwap(0, dl.UnixNano()) {
-		s.press.signal() // a pause now ends in time for a last attempt
-	}
-	first := false
-	s.closeOnce.Do(func() {
-		first = true
-		if s.merge != nil {
-			// Unfinished lines go to the queue, as pieces, before it
-			// closes.
-			s.merge.Close()
-		}
-		close(s.closing)
-		if s.disk != nil {
-			s.disk.CloseWrite()
-		} else {
-			s.mem.Close()
-		}
-	})
-	var err error
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		s.cancel()
-		<-s.done // prompt: everything that blocks takes run's context
-		err = ctx.Err()
-	}
-	s.cancel()
-	if !first {
-		return ErrClosed
-	}
-	if n := s.unsent.Load(); err != nil && n > 0 {
-		return fmt.Errorf("close elasticsearch sink: %d events not delivered: %w", n, err)
-	}
-	return nil
-}
-
-// sequencer numbers the events of a stream that share a time, in the
-// order of Send. The number is stored with the event in the buffer, so
-// that a replay (from the disk buffer, by a later sink) gives it the same
-// _id.
-type sequencer struct {
-	// recent are the latest distinct times and how many events had each;
-	// a few, because stdout and stderr may interleave.
-	recent [8]struct {
-		nano  int64
-		count uint32
-	}
-	slot int
-}
-
-// next returns how many events before this one had time t.
-func (q *sequencer) next(t time.Time) uint32 {
-	nano := t.UnixNano()
-	for i := range q.recent {
-		if r := &q.recent[i]; r.count > 0 && r.nano == nano {
-			r.count++
-			return r.count - 1
-		}
-	}
-	r := &q.recent[q.slot]
-	q.slot = (q.slot + 1) % len(q.recent)
-	r.nano, r.count = nano, 1
-	return 0
-}
+// Close stops taking events, sends what is queued and waits for the
+// sink's goroutines; when ctx ends first, the requests in flight are
+// abandoned. See outbox.Outbox.Close for what is left. Calls after the
+// first wait the same way and return ErrClosed.
+func (s *Sink) Close(ctx context.Context) error { return s.out.Close(ctx) }
 
 // run owns every goroutine of the sink: the batcher turns queued events,
 // and documents to send again, into requests, which cfg.Workers workers
 // send, as many at once as s.press allows.
 func (s *Sink) run(ctx context.Context) {
-	defer close(s.done)
 	jobs := make(chan job)
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
@@ -456,37 +261,14 @@ func (s *Sink) run(ctx context.Context) {
 	wg.Wait()
 	// Only after a hard stop can documents wait to be sent again.
 	s.again.drain(func(b *batch) {
-		s.abandon(len(b.actions))
+		s.out.Abandon(len(b.actions))
 		b.release(s.batches)
 	})
-
-	if s.disk != nil {
-		// What is left stays on disk for the next sink.
-		if err := s.disk.Close(); err != nil {
-			s.log.Error("close disk buffer", "err", err)
-		}
-		if n, _ := s.disk.Len(); n > 0 {
-			s.log.Info("events kept in the disk buffer for the next sink", "events", n)
-		}
-	} else {
-		// Only after a hard stop can events be left. A done context makes
-		// Read hand out what is there without waiting.
-		for {
-			n, err := s.mem.Read(doneContext, 1<<16, math.MaxInt, func(*forward.Item) bool { return true })
-			s.unsent.Add(uint64(n))
-			if err != nil || n == 0 {
-				break
-			}
-		}
-	}
 	if s.shared != nil {
 		clients.release(s.shared)
 	}
 	if err := s.dead.close(); err != nil {
 		s.log.Error("close dead-letter file", "err", err)
-	}
-	if n := s.unsent.Load(); n > 0 {
-		s.log.Error("closed with events not delivered", "unsent", n)
 	}
 }
 
@@ -510,7 +292,7 @@ type job struct {
 // document is in flight or waiting to be sent again, or when ctx ends.
 func (s *Sink) batch(ctx context.Context, jobs chan<- job) {
 	defer close(jobs)
-	enc := newEncoder(s.container, s.pattern, s.cfg.ParseJSON)
+	enc := newEncoder(s.container, s.pattern, s.cfg.JSONFields)
 	// A batch waits for BulkActions events, or for as many bytes queued as
 	// its buffer may hold: an event takes more encoded than queued, so
 	// they fill it.
@@ -525,11 +307,11 @@ func (s *Sink) batch(ctx context.Context, jobs chan<- job) {
 		if !behind && s.again.len() == 0 {
 			linger, cancel := s.again.waitContext(ctx)
 			linger, cancelLinger := context.WithTimeout(linger, s.cfg.FlushInterval)
-			_ = s.queue.Wait(linger, s.cfg.BulkActions, fullBytes)
+			_ = s.out.Wait(linger, s.cfg.BulkActions, fullBytes)
 			cancelLinger()
 			cancel()
 		}
-		round, ok := s.press.acquire(ctx, &s.closeBy)
+		round, ok := s.press.acquire(ctx, s.out.CapWait)
 		if !ok {
 			return
 		}
@@ -547,7 +329,7 @@ func (s *Sink) batch(ctx context.Context, jobs chan<- job) {
 		select {
 		case jobs <- job{b: b, round: round}:
 		case <-ctx.Done():
-			s.abandon(len(b.actions))
+			s.out.Abandon(len(b.actions))
 			b.release(s.batches)
 			s.press.release()
 			return
@@ -565,7 +347,7 @@ func (s *Sink) awaitWork(ctx context.Context) bool {
 			return true
 		}
 		wctx, cancel := s.again.waitContext(ctx)
-		err := s.queue.Wait(wctx, 1, 1)
+		err := s.out.Wait(wctx, 1, 1)
 		woken := wctx.Err() != nil // before cancel ends it
 		cancel()
 		switch {
@@ -618,7 +400,7 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 	}
 	for !b.full && len(b.actions) < s.cfg.BulkActions {
 		// Only what is there: awaitWork waited.
-		n, err := s.queue.Read(doneContext, s.cfg.BulkActions-len(b.actions), math.MaxInt, take)
+		n, err := s.out.Read(forward.DoneContext, s.cfg.BulkActions-len(b.actions), math.MaxInt, take)
 		if err != nil || n == 0 {
 			break
 		}
@@ -626,7 +408,7 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 	b.full = b.full || len(b.actions) >= s.cfg.BulkActions
 	b.repoint() // the buffer may have grown for an action
 	if ctx.Err() != nil {
-		s.abandon(len(b.actions))
+		s.out.Abandon(len(b.actions))
 		b.release(s.batches)
 		return nil
 	}
@@ -645,7 +427,7 @@ func (s *Sink) putBack(ctx context.Context, b *batch) {
 	}
 	buf := s.batches.Get(ctx, linesSize(b.actions))
 	if buf == nil {
-		s.abandon(len(b.actions))
+		s.out.Abandon(len(b.actions))
 		b.release(s.batches)
 		return
 	}
@@ -659,7 +441,7 @@ func (s *Sink) putBackHalves(ctx context.Context, b *batch) {
 	half := len(b.actions) / 2
 	buf := s.batches.Get(ctx, linesSize(b.actions[half:]))
 	if buf == nil {
-		s.abandon(len(b.actions))
+		s.out.Abandon(len(b.actions))
 		b.release(s.batches)
 		return
 	}
@@ -667,14 +449,6 @@ func (s *Sink) putBackHalves(ctx context.Context, b *batch) {
 	s.putBack(ctx, b)
 	s.again.push(rest)
 }
-
-// doneContext is a context that is already done: reading with it takes
-// what is there without waiting.
-var doneContext = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // work sends batches until there are no more.
 func (s *Sink) work(ctx context.Context, jobs <-chan job) {
@@ -705,7 +479,7 @@ func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
 			return nil, false
 		}
 		s.limit.Error("dial", "cannot reach elasticsearch, retrying", "err", err)
-		if !sleep(ctx, s.backoff(attempt)) {
+		if !sleep(ctx, s.wait(attempt)) {
 			return nil, false
 		}
 	}
@@ -737,7 +511,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 			return
 		}
 		s.limit.Error("template", "cannot install index template, retrying", "template", name, "err", err)
-		if !sleep(ctx, s.backoff(attempt)) {
+		if !sleep(ctx, s.wait(attempt)) {
 			return
 		}
 	}
@@ -754,7 +528,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 func (s *Sink) send(ctx context.Context, b *batch, round uint64) {
 	es, ok := s.client(ctx)
 	if !ok {
-		s.abandon(len(b.actions)) // drain: the batcher stops at ctx's end
+		s.out.Abandon(len(b.actions)) // drain: the batcher stops at ctx's end
 		b.release(s.batches)
 		s.press.release()
 		return
@@ -766,13 +540,13 @@ func (s *Sink) send(ctx context.Context, b *batch, round uint64) {
 	cancel()
 	a := answer{round: round, latency: time.Since(start)}
 	if ctx.Err() != nil {
-		s.abandon(n)
+		s.out.Abandon(n)
 		b.release(s.batches)
 		s.press.release()
 		return
 	}
 	status := 0 // the first status that sends documents again, for the log
-	k := acks{q: s.queue}
+	k := acks{q: s.out}
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -872,7 +646,7 @@ func (s *Sink) countItemError(status int) {
 // acks acknowledges the tokens of settled documents to the buffer, a run
 // of consecutive tokens at a time: usually one call for a request.
 type acks struct {
-	q        buffer
+	q        *outbox.Outbox
 	from, to uint64 // the run noted so far; none when equal
 }
 
@@ -938,12 +712,10 @@ func (s *Sink) reject(a *action, r itemResult) {
 	s.limit.Error("reject", "elasticsearch rejected a document", args...)
 }
 
-// backoff is the wait before attempt number attempt (from 1) to dial or
-// to install the template: see backoff, ended in time for a last attempt
-// before Close's deadline.
-func (s *Sink) backoff(attempt int) time.Duration {
-	return forward.CapWait(backoff(s.cfg.RetryMin, s.cfg.RetryMax, attempt), s.closeBy.Load())
-}
+// wait is the wait before attempt number attempt (from 1) to dial or to
+// install the template, ended in time for a last attempt before Close's
+// deadline.
+func (s *Sink) wait(attempt int) time.Duration { return s.out.CapWait(s.backoff.Wait(attempt)) }
 
 // sleep waits for d or ctx's end, and reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -228,7 +228,7 @@ func TestDocumentsAsIndexed(t *testing.T) {
 	cfg := fast(srv.URL)
 	cfg.Pipeline = "docker"
 	cfg.Compress = true
-	cfg.ParseJSON = true
+	cfg.JSONFields = true
 	s := newTestSink(t, cfg, Credentials{}, nil)
 	// Either side of midnight UTC: two daily indices.
 	s.Send(&forward.Event{Time: time.Date(2024, 3, 9, 23, 59, 59, 999_999_999, time.UTC), Source: "stdout", Line: []byte(`{"level":"warn"}`)})
@@ -362,7 +362,7 @@ func TestMappingErrorsGoToDeadLetterFile(t *testing.T) {
 	defer srv.Close()
 	var logs logBuffer
 	cfg := fast(srv.URL)
-	cfg.ParseJSON = true
+	cfg.JSONFields = true
 	cfg.DeadLetterPath = filepath.Join(t.TempDir(), "container-json.log.deadletter")
 	s := newTestSink(t, cfg, Credentials{}, logs.logger())
 
@@ -650,7 +650,7 @@ func TestTemplateInstalled(t *testing.T) {
 	defer srv.Close()
 	cfg := fast(srv.URL)
 	cfg.Template = true
-	cfg.ParseJSON = true
+	cfg.JSONFields = true
 	s := newTestSink(t, cfg, Credentials{}, nil)
 	// Without the template, the first document would map
 	// container_name as a number and @timestamp as text.

@@ -48,14 +48,14 @@ func TestDiskBufferSurvivesRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			sendLines(s, 0, n)
-			waitFor(t, "the events on disk", func() bool { return s.Stats().BufferTotalQueuedSize > n*10 })
+			waitFor(t, "the events on disk", func() bool { return s.Stats().QueuedBytes > n*10 })
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			if err := s.Close(ctx); err != nil {
 				t.Errorf("Close with everything kept on disk: %v", err)
 			}
 			st := s.Stats()
-			if st.Dropped != 0 || st.Emitted != 0 || st.BufferQueueLength != n {
+			if st.Dropped != 0 || st.Emitted != 0 || st.Queued != n {
 				t.Errorf("stats after Close %+v, want %d events kept", st, n)
 			}
 			checkNoGoroutines(t)
@@ -73,7 +73,7 @@ func TestDiskBufferSurvivesRestart(t *testing.T) {
 			if !ack && len(got) != n+10 {
 				t.Errorf("received %d events, want each once", len(got))
 			}
-			if st := s2.Stats(); st.Dropped != 0 || st.BufferQueueLength != 0 || st.Emitted < n+10 {
+			if st := s2.Stats(); st.Dropped != 0 || st.Queued != 0 || st.Emitted < n+10 {
 				t.Errorf("stats of the second sink %+v", st)
 			}
 			if left := filesUnder(t, filepath.Dir(dir)); len(left) > 0 {
@@ -104,7 +104,7 @@ func TestDiskBufferDelivers(t *testing.T) {
 		s := newSink(t, fast(Config{Servers: tcp(srv.Addr()), RequestAck: true, Mode: mode, BufferDir: dir}), testContainer)
 		sendLines(s, 0, 300)
 		closeSink(t, s)
-		if st := s.Stats(); st.Emitted != 300 || st.Dropped != 0 || st.BufferQueueLength != 0 {
+		if st := s.Stats(); st.Emitted != 300 || st.Dropped != 0 || st.Queued != 0 {
 			t.Errorf("%s: stats %+v", mode, st)
 		}
 	}
@@ -134,7 +134,7 @@ func TestDiskBufferFull(t *testing.T) {
 			srv := fluentdtest.NewServer(t, fluentdtest.Config{})
 			srv.Stop()
 			cfg := fast(Config{Servers: tcp(srv.Addr()), BufferDir: t.TempDir(),
-				Buffer: forward.BufferConfig{MaxSize: 32 << 10, Full: tc.full, BlockTimeout: 20 * time.Millisecond}})
+				SharedOptions: forward.SharedOptions{Buffer: forward.BufferConfig{MaxSize: 32 << 10, Full: tc.full, BlockTimeout: 20 * time.Millisecond}}})
 			s := newSink(t, cfg, testContainer)
 			start := time.Now()
 			for i := range n {
@@ -147,7 +147,7 @@ func TestDiskBufferFull(t *testing.T) {
 				t.Errorf("sending took %v", d)
 			}
 			st := s.Stats()
-			if st.Dropped == 0 || st.BufferTotalQueuedSize > cfg.Buffer.MaxSize+32 {
+			if st.Dropped == 0 || st.QueuedBytes > cfg.Buffer.MaxSize+32 {
 				t.Fatalf("stats %+v: want drops and at most %d bytes", st, cfg.Buffer.MaxSize)
 			}
 			srv.Start()

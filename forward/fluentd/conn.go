@@ -167,7 +167,7 @@ func (s *Sink) deliver(ctx context.Context, l *link, b *batch) error {
 		s.fail(l)
 		return fmt.Errorf("write to %q: %w", srv, err)
 	}
-	if s.disk != nil {
+	if s.out.OnDisk() {
 		// Written: should the acknowledgement not come, the batch is
 		// read from disk again, so its memory can go now.
 		b.release(s.batches)
@@ -275,10 +275,7 @@ func (s *Sink) healthCheck(ctx context.Context) {
 			}
 			conn.Close()
 			s.servers[i].down.Store(false)
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
+			s.signal()
 			break
 		}
 	}

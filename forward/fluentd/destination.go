@@ -20,6 +20,5 @@ func Destination() forward.Destination {
 // monitoring.
 func (s *Sink) Counters() forward.Counters {
 	st := s.Stats()
-	return forward.Counters{Emitted: st.Emitted, Dropped: st.Dropped, RetryCount: st.RetryCount, CorruptRegions: st.Corrupt,
-		BufferQueueLength: st.BufferQueueLength, BufferTotalQueuedSize: st.BufferTotalQueuedSize}
+	return st.Counters(st.Emitted, st.Retries)
 }

@@ -65,7 +65,7 @@ func FuzzEncode(f *testing.F) {
 			ev.Partial = &forward.Partial{ID: partialID, Ordinal: ordinal, Last: last}
 		}
 		want := dockerRecord(c, ev)
-		for _, cfg := range []Config{{}, {Gzip: true}, {Mode: ModeForward}, {Mode: ModeMessage, RequestAck: true}, {JSONFields: true}} {
+		for _, cfg := range []Config{{}, {Gzip: true}, {Mode: ModeForward}, {Mode: ModeMessage, RequestAck: true}, {SharedOptions: forward.SharedOptions{JSONFields: true}}} {
 			reqs := encodeOne(t, cfg, c, ev)
 			if len(reqs) != 1 || len(reqs[0].Events) != 1 {
 				t.Fatalf("%+v: %d requests", cfg, len(reqs))
@@ -118,7 +118,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		{"message", Config{Mode: ModeMessage}, evs},
 		{"packedforward-ack", Config{RequestAck: true}, evs},
 		{"packedforward-seconds", Config{SecondPrecision: true}, evs},
-		{"packedforward-json", Config{JSONFields: true}, jsonEvs},
+		{"packedforward-json", Config{SharedOptions: forward.SharedOptions{JSONFields: true}}, jsonEvs},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			// As the sink builds a batch: in a buffer from the batch

@@ -121,7 +121,7 @@ func TestOutageHoldsNoBatch(t *testing.T) {
 			if used, _ := batches.Used(); used != 0 {
 				t.Errorf("%d bytes of batch memory held after Close", used)
 			}
-			if st := s.Stats(); st.Dropped != 0 || st.BufferQueueLength != 0 {
+			if st := s.Stats(); st.Dropped != 0 || st.Queued != 0 {
 				t.Errorf("stats %+v", st)
 			}
 		})

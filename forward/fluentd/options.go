@@ -231,10 +231,6 @@ type Config struct {
 	// closes or the plugin dies is sent by the next Sink created on the
 	// same directory. Empty (the default): events wait in memory only.
 	BufferDir string
-	// Buffer bounds the disk buffer (MaxSize, Budget) and sets the
-	// overflow policy (Full, also for the memory queue); ParseConfig
-	// fills it from buffer-max-size and buffer-full.
-	Buffer forward.BufferConfig
 	// Batches hands out the buffers batches are built in, bounding their
 	// memory across sinks; default forward.DefaultBatches.
 	Batches *forward.Batches
@@ -272,15 +268,11 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// TLS applies to tls:// servers.
 	TLS TLSConfig
-	// JSONFields merges the fields of lines that are JSON objects into
-	// their records (see forward.JSONFields). Default false.
-	JSONFields bool
-	// PartialMerge reassembles lines dockerd split (see forward.MergeStage);
-	// PartialMergeTimeout and PartialMergeMaxSize are its MergeConfig
-	// Timeout and MaxSize. Default false.
-	PartialMerge        bool
-	PartialMergeTimeout time.Duration
-	PartialMergeMaxSize int
+	// SharedOptions are those every destination shares: the buffer's
+	// bounds and policy, log-format=json (JSONFields merges the fields of
+	// lines that are JSON objects into their records, see
+	// forward.JSONFields) and partial-merge (see forward.MergeStage).
+	forward.SharedOptions
 }
 
 // withDefaults returns cfg with its zero fields replaced by the defaults.
@@ -334,9 +326,7 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 		}
 	}
 	p := parser{opts: opts}
-	var sh forward.SharedOptions
-	sh, p.err = forward.ParseSharedOptions(opts)
-	cfg.Buffer, cfg.JSONFields, cfg.PartialMerge, cfg.PartialMergeTimeout = sh.Buffer, sh.JSONFields, sh.PartialMerge, sh.Merge.Timeout
+	cfg.SharedOptions, p.err = forward.ParseSharedOptions(opts)
 	if enabled {
 		cfg.Servers, err = parseAddresses(addr)
 		if err != nil {

@@ -2,7 +2,6 @@ package fluentd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,11 +10,11 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
-	"github.com/logferry/logferry/forward/diskq"
+	"github.com/logferry/logferry/forward/outbox"
 )
 
 // ErrClosed is returned by Close when the Sink is already closed.
-var ErrClosed = errors.New("fluentd: sink closed")
+var ErrClosed = outbox.ErrClosed
 
 // maxBatchEvents caps the events of one batch, whatever their size.
 const maxBatchEvents = 1 << 16
@@ -34,31 +33,16 @@ type Stats struct {
 	// Emitted counts events delivered: acknowledged by Fluentd with
 	// fluentd-request-ack, written to the connection without.
 	Emitted uint64
-	// Dropped counts events lost: dropped by the full buffer
-	// (buffer-full), in a batch that ran out of retries, sent after Close,
-	// or, without a disk buffer, still undelivered when Close's deadline
-	// passed (with one, they stay on disk for the next Sink).
-	Dropped uint64
 	// Retries counts requests sent again after a failed attempt. With
 	// acknowledgements, Fluentd may have received some of them twice
 	// (at-least-once delivery).
 	Retries uint64
-	// QueuedEvents and QueuedBytes are what the buffer holds now. In
-	// memory: the events waiting (bytes as forward.EventSize counts
-	// them), not counting the batch in flight. On disk: every event not
-	// yet delivered, the batch in flight included, and the bytes of the
-	// buffer's files and write buffer.
-	QueuedEvents int
-	QueuedBytes  int64
-	// BufferQueueLength, BufferTotalQueuedSize and RetryCount are
-	// QueuedEvents, QueuedBytes and Retries under the names of Fluentd's
-	// monitor_agent (buffer_queue_length counts events here, not chunks).
-	BufferQueueLength     int
-	BufferTotalQueuedSize int64
-	RetryCount            uint64
-	// Corrupt counts regions of the disk buffer skipped because they were
-	// torn or failed their checksum (their events are lost, uncounted).
-	Corrupt uint64
+	// Stats are what waits in the buffer and what was lost: dropped by
+	// the full buffer (buffer-full), in a batch that ran out of retries,
+	// sent after Close, or, without a disk buffer, still undelivered when
+	// Close's deadline passed (Unsent; with one, they stay on disk for
+	// the next Sink).
+	outbox.Stats
 }
 
 // Sink forwards one container's events to Fluentd. Send hands events to a
@@ -70,10 +54,9 @@ type Stats struct {
 type Sink struct {
 	cfg     Config
 	log     *forward.RateLog
-	q       buffer         // mem or disk
-	mem     *forward.Queue // nil with a disk buffer
-	disk    *diskq.Queue   // nil without
+	out     *outbox.Outbox
 	batches *forward.Batches
+	backoff outbox.Backoff
 	// tokFrom and tokTo are the sender's: the tokens of the events of the
 	// batch being built.
 	tokFrom, tokTo uint64
@@ -86,39 +69,16 @@ type Sink struct {
 	// when not 0, are the tokens of a batch to read again by token.
 	retryTo              uint64
 	rereadFrom, rereadTo uint64
-	merge                *forward.MergeStage // nil without partial-merge
-	enc                  *encoder            // used by the sender goroutine only
+	enc                  *encoder // used by the sender goroutine only
 	servers              []*server
 
-	closed atomic.Bool
 	// active is the index in servers of the connected server, -1 for none.
 	active atomic.Int32
 	// wake tells a sender waiting to retry that a server came back, or
-	// that Close set closeBy.
+	// that Close set its deadline.
 	wake chan struct{}
-	// closeBy is Close's deadline in Unix nanoseconds, 0 before Close or
-	// without one: retry waits end in time for a last attempt.
-	closeBy atomic.Int64
 
-	stopRun    context.CancelFunc // stops the sender and the health checks
-	senderDone chan struct{}
-	wg         sync.WaitGroup // every goroutine the Sink started
-
-	emitted, dropped, retries atomic.Uint64
-	// undelivered counts the events dropped because Close's deadline
-	// passed (they are in dropped too).
-	undelivered atomic.Uint64
-}
-
-// buffer is what the sender needs from the queue of events: a
-// forward.Queue in memory, or a diskq.Queue, whose events stay until
-// acknowledged.
-type buffer interface {
-	Wait(ctx context.Context, minEvents int, minBytes int64) error
-	Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error)
-	Ack(from, to uint64)
-	Len() (events int, bytes int64)
-	Dropped() uint64
+	emitted, retries atomic.Uint64
 }
 
 // New returns a Sink forwarding events of container c with the tag c.Tag
@@ -153,198 +113,73 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		}
 	}
 	s := &Sink{
-		cfg:        cfg,
-		log:        forward.NewRateLog(log, 30*time.Second),
-		enc:        newEncoder(cfg, c),
-		batches:    cfg.Batches,
-		servers:    servers,
-		wake:       make(chan struct{}, 1),
-		senderDone: make(chan struct{}),
-	}
-	if cfg.BufferDir != "" {
-		// A buffer that cannot be opened must not fail the container's
-		// start: events then wait in memory, as without one.
-		d, err := diskq.Open(diskq.Config{Dir: cfg.BufferDir, Buffer: cfg.Buffer, Log: log})
-		if err != nil {
-			log.Error("cannot open the disk buffer, keeping events in memory only", "dir", cfg.BufferDir, "error", err)
-		} else {
-			s.disk, s.q = d, d
-		}
-	}
-	if s.disk == nil {
-		s.mem = forward.NewQueue(forward.QueueConfig{
-			MaxEvents: cfg.QueueEvents, MaxBytes: cfg.QueueBytes,
-			Full: cfg.Buffer.Full, BlockTimeout: cfg.Buffer.BlockTimeout,
-		})
-		s.q = s.mem
+		cfg:     cfg,
+		log:     forward.NewRateLog(log, 30*time.Second),
+		enc:     newEncoder(cfg, c),
+		batches: cfg.Batches,
+		backoff: outbox.Backoff{Min: cfg.RetryWait, Max: cfg.MaxRetryWait, Factor: 1.5},
+		servers: servers,
+		wake:    make(chan struct{}, 1),
 	}
 	if s.batches == nil {
 		s.batches = forward.DefaultBatches
 	}
 	s.active.Store(-1)
-	runCtx, stopRun := context.WithCancel(context.Background())
-	s.stopRun = stopRun
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(s.senderDone)
-		s.run(runCtx)
-	}()
-	// Health checks also find a lone server back long before the retry
-	// wait, which grows to a minute during an outage, would.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.healthCheck(runCtx)
-	}()
-	if cfg.PartialMerge {
-		s.merge = forward.NewMergeStage(forward.MergeConfig{Timeout: cfg.PartialMergeTimeout, MaxSize: cfg.PartialMergeMaxSize}, s.enqueue)
-	}
+	s.out = outbox.Open(outbox.Config{
+		Name: Name, Dir: cfg.BufferDir, Buffer: cfg.Buffer,
+		MemEvents: cfg.QueueEvents, MemBytes: cfg.QueueBytes,
+		PartialMerge: cfg.PartialMerge, Merge: cfg.Merge,
+	}, log)
+	s.out.Start(s.run, s.signal)
 	return s, nil
 }
 
 // Send queues a copy of ev for Fluentd and returns: it never waits for
-// the network. With a disk buffer the event waits in a small memory
-// buffer that Flush (or the buffer itself, after a few milliseconds, or
-// once it fills) writes to the buffer's file; see diskq.Queue.Append.
-// When the buffer is full, buffer-full applies: the oldest
-// events are dropped (the default), or ev, or Send waits for room for at
-// most the block timeout; drops are counted. After Close, ev is dropped.
-func (s *Sink) Send(ev *forward.Event) {
-	if s.closed.Load() {
-		s.dropped.Add(1)
-		return
-	}
-	if s.merge != nil {
-		s.merge.Add(ev)
-		return
-	}
-	s.enqueue(ev)
-}
+// the network; see outbox.Outbox.Send.
+func (s *Sink) Send(ev *forward.Event) { s.out.Send(ev) }
 
-// Flush makes the events Sent so far survive a crash of the process
-// (kill -9): with a disk buffer it writes those still in memory to the
-// buffer's file (write(2), no fsync; see diskq.Queue.Flush). It never
-// waits for the network, and costs an atomic load when nothing waits.
-// Without a disk buffer it does nothing. Pieces of a line held for
-// partial-merge are not written until their line is complete or times
-// out.
-func (s *Sink) Flush() {
-	if s.disk != nil {
-		s.disk.Flush()
-	}
-}
-
-// enqueue queues a copy of ev.
-func (s *Sink) enqueue(ev *forward.Event) {
-	if s.disk != nil {
-		s.warnDropped(s.disk.Append(ev, 0))
-		return
-	}
-	s.warnDropped(s.mem.Push(ev.Clone()))
-}
-
-func (s *Sink) warnDropped(n int) {
-	if n > 0 {
-		s.log.Warn("queue", "buffer full, dropped events", "policy", s.cfg.Buffer.Full.String(), "dropped_total", s.q.Dropped())
-	}
-}
-
-// closeWrite makes the buffer refuse new events and lets the sender take
-// what it holds to the end.
-func (s *Sink) closeWrite() {
-	if s.disk != nil {
-		s.disk.CloseWrite()
-		return
-	}
-	s.mem.Close()
-}
+// Flush makes the events Sent so far survive a crash of the process; see
+// outbox.Outbox.Flush.
+func (s *Sink) Flush() { s.out.Flush() }
 
 // Close stops the Sink. It forwards what it can (pieces held for merging,
 // queued events, the batch in flight) until ctx is done, then stops its
-// goroutines and waits for them. Without a disk buffer what is left is
-// dropped, and the error reports it; with one it stays on disk, for the
-// next Sink created on the same BufferDir, and the error reports only what
-// could not be written there (the buffer's last write and fsync are not
-// bounded by ctx). Later calls return ErrClosed.
-func (s *Sink) Close(ctx context.Context) error {
-	if !s.closed.CompareAndSwap(false, true) {
-		return ErrClosed
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		s.closeBy.CompareAndSwap(0, dl.UnixNano())
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
-	if s.merge != nil {
-		// Unfinished lines go to the buffer, as pieces, before it closes;
-		// a concurrent Send's pieces after that are dropped by the closed
-		// buffer, and so counted.
-		s.merge.Close()
-	}
-	s.closeWrite()
+// goroutines and waits for them; see outbox.Outbox.Close for what is left.
+// Later calls return ErrClosed.
+func (s *Sink) Close(ctx context.Context) error { return s.out.Close(ctx) }
+
+// signal wakes a sender waiting to retry.
+func (s *Sink) signal() {
 	select {
-	case <-s.senderDone:
-	case <-ctx.Done():
-		s.stopRun()
-		<-s.senderDone
+	case s.wake <- struct{}{}:
+	default:
 	}
-	s.stopRun()
-	s.wg.Wait()
-	if s.disk != nil {
-		err := s.disk.Close()
-		if n, _ := s.disk.Len(); n > 0 {
-			s.log.Info("close", "events kept in the disk buffer for the next sink", "events", n)
-		}
-		if err != nil {
-			return fmt.Errorf("fluentd: %w", err)
-		}
-		return nil
-	}
-	left := 0
-	for {
-		evs, err := s.mem.Pop(context.Background(), nil, math.MaxInt, math.MaxInt)
-		if err != nil {
-			break
-		}
-		left += len(evs)
-	}
-	s.dropped.Add(uint64(left))
-	s.undelivered.Add(uint64(left))
-	if n := s.undelivered.Load(); n > 0 {
-		err := context.Cause(ctx)
-		if err == nil {
-			err = context.Canceled
-		}
-		return fmt.Errorf("fluentd: %d events undelivered at close: %w", n, err)
-	}
-	return nil
 }
 
 // Stats returns the Sink's counters.
 func (s *Sink) Stats() Stats {
-	st := Stats{Emitted: s.emitted.Load(), Retries: s.retries.Load()}
-	if s.disk != nil {
-		ds := s.disk.Stats()
-		st.QueuedEvents, st.QueuedBytes, st.Dropped, st.Corrupt = ds.Events, ds.Bytes, ds.Dropped, ds.Corrupt
-	} else {
-		st.QueuedEvents, st.QueuedBytes = s.mem.Len()
-		st.Dropped = s.mem.Dropped()
-	}
-	st.Dropped += s.dropped.Load()
-	st.BufferQueueLength, st.BufferTotalQueuedSize, st.RetryCount = st.QueuedEvents, st.QueuedBytes, st.Retries
-	return st
+	return Stats{Emitted: s.emitted.Load(), Retries: s.retries.Load(), Stats: s.out.Stats()}
 }
 
-// run is the sender: it builds a batch, delivers it, and retries with
+// run is the sender, and the health checks beside it while it runs.
+func (s *Sink) run(ctx context.Context) {
+	// Health checks also find a lone server back long before the retry
+	// wait, which grows to a minute during an outage, would.
+	hctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.healthCheck(hctx) })
+	s.send(ctx)
+	stop()
+	wg.Wait()
+}
+
+// send is the sender: it builds a batch, delivers it, and retries with
 // backoff until it is delivered or out of retries. With a disk buffer, a
 // batch that failed is taken back (diskq.Queue.Rewind) and built again
 // from disk for the next attempt, so that a destination that is down
 // costs no memory. It returns when the queue is closed and empty, or when
 // ctx is cancelled.
-func (s *Sink) run(ctx context.Context) {
+func (s *Sink) send(ctx context.Context) {
 	var l link
 	defer s.disconnect(&l)
 	b := &batch{}
@@ -368,7 +203,7 @@ func (s *Sink) run(ctx context.Context) {
 		}
 		err := s.deliver(ctx, &l, b)
 		if err == nil {
-			s.q.Ack(b.ackFrom, b.ackTo)
+			s.out.Ack(b.ackFrom, b.ackTo)
 			b.release(s.batches)
 			have, fails = false, 0
 			continue
@@ -381,18 +216,18 @@ func (s *Sink) run(ctx context.Context) {
 		fails++
 		if b.attempts > s.cfg.MaxRetries {
 			s.log.Error("retries", "dropping a batch after too many failed attempts", "events", b.pendingEvents(), "attempts", b.attempts, "error", err)
-			s.dropped.Add(uint64(b.pendingEvents()))
-			s.q.Ack(b.ackFrom, b.ackTo) // given up on: off the disk too
+			s.out.Drop(b.pendingEvents())
+			s.out.Ack(b.ackFrom, b.ackTo) // given up on: off the disk too
 			b.release(s.batches)
 			have = false
 		} else {
 			s.log.Warn("send", "cannot deliver to Fluentd, will retry", "attempt", b.attempts, "error", err)
-			if s.disk != nil {
+			if s.out.OnDisk() {
 				retryFrom, retryAttempts = s.takeBack(b), b.attempts
 				have = false
 			}
 		}
-		wait := s.backoff(fails)
+		wait := s.wait(fails)
 		if fails == 1 && l.wasUp {
 			// The connection had worked: reconnect at once, as after a
 			// server restart, and back off only if that fails too.
@@ -427,41 +262,31 @@ func (s *Sink) takeBack(b *batch) uint64 {
 				first = i
 			case b.acked[i] && first >= 0:
 				partial = true
-				s.q.Ack(b.toks[i], b.toks[i]+1)
+				s.out.Ack(b.toks[i], b.toks[i]+1)
 			}
 		}
 		if first >= 0 {
 			from = b.toks[first]
 		}
 	}
-	s.q.Ack(b.ackFrom, from)
+	s.out.Ack(b.ackFrom, from)
 	b.release(s.batches)
 	s.behind = true // at once, after the backoff
 	if partial {
 		s.rereadFrom, s.rereadTo = from, b.ackTo
 	} else {
-		s.disk.Rewind(from)
+		s.out.Rewind(from)
 		s.retryTo = b.ackTo
 	}
 	return from
 }
 
 // lose gives up on b at a hard stop: in memory its undelivered events are
-// dropped and counted; with a disk buffer they stay there, unacknowledged.
-func (s *Sink) lose(b *batch) {
-	if s.disk != nil {
-		return
-	}
-	n := uint64(b.pendingEvents())
-	s.dropped.Add(n)
-	s.undelivered.Add(n)
-}
+// lost; with a disk buffer they stay there, unacknowledged.
+func (s *Sink) lose(b *batch) { s.out.Abandon(b.pendingEvents()) }
 
-// backoff returns the wait after the n-th consecutive failure (n >= 1).
-func (s *Sink) backoff(n int) time.Duration {
-	d := float64(s.cfg.RetryWait) * math.Pow(1.5, float64(n-1))
-	return forward.CapWait(time.Duration(min(d, float64(s.cfg.MaxRetryWait))), s.closeBy.Load())
-}
+// wait returns the wait after the n-th consecutive failure (n >= 1).
+func (s *Sink) wait(n int) time.Duration { return s.out.CapWait(s.backoff.Wait(n)) }
 
 // sleep waits d, or less if a server comes back; false if ctx ended.
 func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
@@ -488,7 +313,7 @@ func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
 func (s *Sink) fill(ctx context.Context, b *batch) error {
 	for {
 		if s.rereadTo == 0 { // else it is on disk, handed out already
-			if err := s.q.Wait(ctx, 1, 1); err != nil {
+			if err := s.out.Wait(ctx, 1, 1); err != nil {
 				return err
 			}
 		}
@@ -497,7 +322,7 @@ func (s *Sink) fill(ctx context.Context, b *batch) error {
 			// the flush interval. Events left behind by a full batch
 			// have waited already.
 			linger, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
-			_ = s.q.Wait(linger, maxBatchEvents, int64(s.cfg.BatchSize)/encodedPerStored)
+			_ = s.out.Wait(linger, maxBatchEvents, int64(s.cfg.BatchSize)/encodedPerStored)
 			cancel()
 		}
 		if err := ctx.Err(); err != nil {
@@ -518,42 +343,40 @@ func (s *Sink) fill(ctx context.Context, b *batch) error {
 			// whatever the grant.
 			from, to := s.rereadFrom, s.rereadTo
 			s.rereadFrom, s.rereadTo = 0, 0
-			_, err := s.disk.Reread(from, to, func(it *forward.Item) { s.take(it, math.MaxInt, b) })
+			_, err := s.out.Reread(from, to, func(it *forward.Item) { s.take(it, math.MaxInt, b) })
 			if err != nil {
 				s.log.Error("read", "cannot read a batch again from the disk buffer", "error", err)
 			}
 			s.tokFrom, s.tokTo = from, to
 		}
 		for s.tokTo == 0 && s.enc.count() < maxBatchEvents && s.enc.size() < limit {
-			n, err := s.q.Read(readCtx, min(maxBatchEvents-s.enc.count(), readEvents), math.MaxInt, func(it *forward.Item) bool {
+			n, err := s.out.Read(readCtx, min(maxBatchEvents-s.enc.count(), readEvents), math.MaxInt, func(it *forward.Item) bool {
 				return s.take(it, limit, b)
 			})
 			if err != nil || n == 0 {
 				s.behind = err == nil // stopped at the limit, not for want of events
 				break
 			}
-			readCtx = doneContext // later reads take only what is there
+			readCtx = forward.DoneContext // later reads take only what is there
 		}
 		if err := ctx.Err(); err != nil {
 			s.batches.Put(s.enc.reset())
-			if s.disk == nil {
-				s.dropped.Add(uint64(s.enc.count()))
-			}
+			s.out.Abandon(s.enc.count())
 			return err
 		}
 		if s.enc.count() == 0 {
 			// Nothing to send: every event failed to encode (counted).
 			s.batches.Put(s.enc.reset())
-			s.q.Ack(s.tokFrom, s.tokTo)
+			s.out.Ack(s.tokFrom, s.tokTo)
 			continue
 		}
 		toks := b.toks
 		if err := s.enc.finish(b, s.tokFrom, s.tokTo); err != nil {
 			// Not expected with the types encoded here.
 			s.log.Error("encode", "cannot encode a batch", "error", err)
-			s.dropped.Add(uint64(s.enc.count()))
+			s.out.Drop(s.enc.count())
 			b.release(s.batches)
-			s.q.Ack(s.tokFrom, s.tokTo)
+			s.out.Ack(s.tokFrom, s.tokTo)
 			continue
 		}
 		b.toks = toks
@@ -585,7 +408,7 @@ func (s *Sink) take(it *forward.Item, limit int, b *batch) bool {
 	}
 	if err != nil {
 		s.log.Error("encode", "cannot encode an event", "error", err)
-		s.dropped.Add(1)
+		s.out.Drop(1)
 		return true
 	}
 	if s.enc.mode == ModeMessage {
@@ -593,11 +416,3 @@ func (s *Sink) take(it *forward.Item, limit int, b *batch) bool {
 	}
 	return true
 }
-
-// doneContext is a context that is already done: reading with it takes
-// what is there without waiting.
-var doneContext = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()

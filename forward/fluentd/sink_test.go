@@ -293,7 +293,7 @@ func TestRecordsAsDocker(t *testing.T) {
 
 func TestJSONLines(t *testing.T) {
 	srv := fluentdtest.NewServer(t, fluentdtest.Config{})
-	s := newSink(t, Config{Servers: tcp(srv.Addr()), JSONFields: true}, testContainer)
+	s := newSink(t, Config{Servers: tcp(srv.Addr()), SharedOptions: forward.SharedOptions{JSONFields: true}}, testContainer)
 	for _, l := range []string{
 		`{"level":"info","msg":"hi","n":42,"big":18446744073709551615,"f":1.5,"ok":true,"nil":null,"tags":["a",1],"obj":{"k":"v"}}`,
 		`{"log":"not mine","source":"nor this","STAGE":"nor this","container_id":"x","extra":1}`,
@@ -333,7 +333,7 @@ func TestJSONLines(t *testing.T) {
 
 func TestPartialMerge(t *testing.T) {
 	srv := fluentdtest.NewServer(t, fluentdtest.Config{})
-	s := newSink(t, Config{Servers: tcp(srv.Addr()), PartialMerge: true, PartialMergeTimeout: 50 * time.Millisecond, FlushInterval: 10 * time.Millisecond}, testContainer)
+	s := newSink(t, Config{Servers: tcp(srv.Addr()), SharedOptions: forward.SharedOptions{PartialMerge: true, Merge: forward.MergeConfig{Timeout: 50 * time.Millisecond}}, FlushInterval: 10 * time.Millisecond}, testContainer)
 	piece := func(src, id string, ord int, last bool, l string) *forward.Event {
 		return &forward.Event{Time: testTime, Source: src, Line: []byte(l), Partial: &forward.Partial{ID: id, Ordinal: ord, Last: last}}
 	}
@@ -675,10 +675,10 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 	s := newSink(t, fast(Config{Servers: tcp(srv.Addr()), QueueEvents: 10, BatchSize: 1}), testContainer)
 	sendLines(s, 0, 1)
 	// The sender takes line 0 as its batch and keeps retrying it.
-	waitFor(t, "the first batch", func() bool { return s.Stats().QueuedEvents == 0 })
+	waitFor(t, "the first batch", func() bool { return s.Stats().Queued == 0 })
 	sendLines(s, 1, 21)
 	st := s.Stats()
-	if st.Dropped != 10 || st.QueuedEvents != 10 {
+	if st.Dropped != 10 || st.Queued != 10 {
 		t.Errorf("stats %+v, want 10 dropped and 10 queued", st)
 	}
 	srv.Start()
@@ -726,10 +726,10 @@ func TestCloseDeadline(t *testing.T) {
 			if d := time.Since(start); d > time.Second {
 				t.Errorf("Close took %v with a 100ms deadline", d)
 			}
-			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "20 events undelivered") {
-				t.Errorf("Close = %v, want 20 events undelivered and the deadline", err)
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "20 events not delivered") {
+				t.Errorf("Close = %v, want 20 events not delivered and the deadline", err)
 			}
-			if st := s.Stats(); st.Dropped != 20 || st.Emitted != 0 {
+			if st := s.Stats(); st.Unsent != 20 || st.Dropped != 0 || st.Emitted != 0 {
 				t.Errorf("stats %+v", st)
 			}
 			checkNoGoroutines(t)
