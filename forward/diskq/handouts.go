@@ -92,3 +92,35 @@ func (h *handouts) truncate(k int) {
 		h.blocks = nil // let a long list go
 	}
 }
+
+// Ack acknowledges the entries whose tokens are in [from, to): the
+// destination has them (or they were given up on and counted by the
+// sink). A segment is deleted once every entry in it is acknowledged;
+// the acknowledged position is written to disk every SyncInterval and at
+// Close, so that a queue opened later resumes after it. Tokens out of
+// range, or acknowledged already, are ignored. Entries may be
+// acknowledged in any order.
+func (q *Queue) Ack(from, to uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	from = max(from, q.ringBase)
+	to = min(to, q.nextToken)
+	for t := from; t < to; t++ {
+		q.ring.at(int(t - q.ringBase)).acked = true
+	}
+	wake := false
+	for q.ring.len() > 0 && q.ring.at(0).acked {
+		h := q.ring.at(0)
+		if s := h.seg; !s.dropped && !s.deleted {
+			s.acked++
+			s.commit = max(s.commit, int64(h.end))
+			s.gen.ackDirty = true
+			wake = wake || (s.done && s.acked >= s.handed)
+		}
+		q.ring.popFront()
+		q.ringBase++
+	}
+	if wake {
+		q.wakeWriter()
+	}
+}
