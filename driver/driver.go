@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/internal/ratelog"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -101,7 +102,7 @@ type Driver struct {
 	// running Maintain uses it.
 	nextReplay map[string]replayState
 	// replayLog rate-limits Maintain's errors per container.
-	replayLog *forward.RateLog
+	replayLog *ratelog.Log
 
 	// mu guards streams, files, delivering, poll and closed.
 	mu      sync.Mutex
@@ -138,7 +139,7 @@ func New(cfg Config) *Driver {
 		files:      make(map[string]*containerFiles),
 		delivering: make(map[string]int),
 		nextReplay: make(map[string]replayState),
-		replayLog:  forward.NewRateLog(log, time.Hour),
+		replayLog:  ratelog.New(log, time.Hour),
 	}
 }
 
@@ -242,7 +243,7 @@ func (d *Driver) start(path string, info *Info, r resume) error {
 		attrs:  opts.attrs,
 		sinks:  sinks,
 		log:    log,
-		errLog: forward.NewRateLog(log, errorLogInterval),
+		errLog: ratelog.New(log, errorLogInterval),
 		done:   make(chan struct{}),
 		dec:    NewDecoder(src, d.cfg.MaxFrame),
 	}

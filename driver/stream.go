@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/internal/ratelog"
 	"github.com/logferry/logferry/rotate"
 )
 
@@ -81,7 +82,7 @@ type stream struct {
 	// not yet added to entries: one atomic add a read, not one an entry.
 	unpublished uint64
 
-	errLog *forward.RateLog
+	errLog *ratelog.Log
 }
 
 // run decodes frames until the FIFO is drained after stop.

@@ -21,8 +21,8 @@ func TestBatchesGrants(t *testing.T) {
 		{"capped at an eighth", nil, 1 << 20, 128 << 10, false},
 		{"small batch size as asked", nil, 4000, 4000, false},
 		{"what is left", []int{128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10}, 1 << 20, 128 << 10, false},
-		{"less than the batch left", []int{128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 64 << 10}, 1 << 20, MinBatchBuffer, false},
-		{"past the limit after a wait", []int{128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10}, 1 << 20, MinBatchBuffer, true},
+		{"less than the batch left", []int{128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 64 << 10}, 1 << 20, MinSlab, false},
+		{"past the limit after a wait", []int{128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10, 128 << 10}, 1 << 20, MinSlab, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,9 +49,9 @@ func TestBatchesReuseAndBound(t *testing.T) {
 	ctx := context.Background()
 	m.Put(m.Get(ctx, 128<<10))
 	if n := testing.AllocsPerRun(100, func() { m.Put(m.Get(ctx, 128<<10)) }); n > 1 {
-		t.Errorf("%v allocations per Get and Put of a kept size; want the Buffer's only", n)
+		t.Errorf("%v allocations per Get and Put of a kept size; want the Slab's only", n)
 	}
-	var held []*Buffer
+	var held []*Slab
 	for range 20 {
 		held = append(held, m.Get(ctx, 128<<10))
 	}
@@ -69,13 +69,13 @@ func TestBatchesReuseAndBound(t *testing.T) {
 	}
 }
 
-// fullBatches returns batch memory of eight MinBatchBuffers, all handed
+// fullBatches returns batch memory of eight MinSlabs, all handed
 // out, and the buffers holding it.
-func fullBatches() (*Batches, []*Buffer) {
-	m := NewBatches(8 * MinBatchBuffer)
-	var held []*Buffer
+func fullBatches() (*Batches, []*Slab) {
+	m := NewBatches(8 * MinSlab)
+	var held []*Slab
 	for range 8 {
-		held = append(held, m.Get(context.Background(), MinBatchBuffer))
+		held = append(held, m.Get(context.Background(), MinSlab))
 	}
 	return m, held
 }
@@ -90,7 +90,7 @@ func TestBatchesPastTheLimitOnlyWhenStuck(t *testing.T) {
 	start := time.Now()
 	done := make(chan time.Duration, 1)
 	go func() {
-		m.Get(ctx, MinBatchBuffer)
+		m.Get(ctx, MinSlab)
 		done <- time.Since(start)
 	}()
 	// Before BatchWait passes, a buffer comes back and another sink takes
@@ -104,7 +104,7 @@ func TestBatchesPastTheLimitOnlyWhenStuck(t *testing.T) {
 	if waited := <-done; waited < turnover+BatchWait {
 		t.Errorf("Get went past the limit after %v; want no sooner than %v, BatchWait after the last buffer came back", waited, turnover+BatchWait)
 	}
-	if used, _ := m.Used(); used != m.Max()+MinBatchBuffer {
+	if used, _ := m.Used(); used != m.Max()+MinSlab {
 		t.Errorf("used %d, want the limit %d and one buffer past it", used, m.Max())
 	}
 }
@@ -117,10 +117,10 @@ func TestBatchesGetWaitsForPut(t *testing.T) {
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	got := make(chan int, 1)
-	wg.Go(func() { got <- m.Get(ctx, MinBatchBuffer).Grant() })
+	wg.Go(func() { got <- m.Get(ctx, MinSlab).Grant() })
 	m.Put(held[0])
 	wg.Wait()
-	if g := <-got; g != MinBatchBuffer {
+	if g := <-got; g != MinSlab {
 		t.Errorf("grant %d", g)
 	}
 	if used, _ := m.Used(); used > m.Max() {
@@ -128,7 +128,7 @@ func TestBatchesGetWaitsForPut(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if b := m.Get(cctx, MinBatchBuffer); b != nil {
+	if b := m.Get(cctx, MinSlab); b != nil {
 		t.Errorf("Get with a done context = %d bytes", b.Grant())
 	}
 }

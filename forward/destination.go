@@ -13,9 +13,9 @@ type Destination struct {
 	// Name names the destination in metrics, logs and the directory of its
 	// disk buffer ("fluentd"); its own log-opts begin with Name and "-".
 	Name string
-	// Keys are the log-opts it reads: its own, and maybe the shared ones
-	// (SharedKeys), which every destination honours and parses with
-	// ParseSharedOptions.
+	// Keys are the log-opts it owns, each beginning with Name and "-";
+	// the options every destination shares (SharedKeys) are not among
+	// them: each parses those with ParseSharedOptions.
 	Keys []string
 	// Configure checks a container's log-opts (all of them) and returns
 	// what starts its sink, or nil when they leave the destination off.

@@ -1,24 +1,21 @@
-// Package forward carries log events from the plugin to remote
-// destinations: it owns the bounded queues, batching and the sinks (one
-// sub-package per destination). It knows nothing about Docker's plugin
-// protocol; the driver turns FIFO entries into Events.
+// Package forward is what every destination shares: the Event the driver
+// turns FIFO entries into, the destination contract (Destination, Sink,
+// Counters) through which the driver starts sinks without knowing any by
+// name, the options every destination honours (buffer-*, log-format,
+// partial-merge*) with their parsing and error wording, the memory queue
+// (Queue) and the byte limit (Budget) of the buffers where events wait,
+// the memory of batches (Batches), and the reassembly of split lines
+// (Merger, MergeStage). It knows nothing about Docker's plugin protocol.
+//
+// Its sub-packages: diskq is the disk buffer, outbox the machinery around
+// every sink's delivery (buffer, drops, stopping, backoff), and one
+// package per destination (fluentd, elasticsearch) adds its protocol.
 package forward
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"time"
 )
-
-// ErrInvalidOption is wrapped by every error about a --log-opt value.
-var ErrInvalidOption = errors.New("invalid log-opt")
-
-// OptionError returns an error about option key that names its value and
-// what is accepted, wrapping ErrInvalidOption.
-func OptionError(key, value, accepted string) error {
-	return fmt.Errorf("%w %s=%q: %s", ErrInvalidOption, key, value, accepted)
-}
 
 // Event is one log entry on its way to a destination. Sinks copy what they
 // keep: the caller reuses Line after Send returns.
@@ -68,28 +65,4 @@ type Container struct {
 	// Extra holds the labels and environment variables selected by the
 	// labels, labels-regex, env and env-regex options.
 	Extra map[string]string
-}
-
-// FinalAttemptMargin is how long before a Close deadline a sink makes its
-// last attempt to deliver.
-const FinalAttemptMargin = 2 * time.Second
-
-// ClosingRetryWait is the longest wait between delivery attempts once Close
-// has started: a stopped container's destinations have little time left,
-// and one that comes back should not find them asleep.
-const ClosingRetryWait = 3 * time.Second
-
-// CapWait shortens a wait between delivery attempts once Close has set a
-// deadline (Unix nanoseconds, 0 for none): to at most ClosingRetryWait, and
-// so that it ends FinalAttemptMargin before the deadline, leaving time for a
-// last attempt. A deadline too close keeps the wait as it is.
-func CapWait(wait time.Duration, deadline int64) time.Duration {
-	if deadline == 0 {
-		return wait
-	}
-	wait = min(wait, ClosingRetryWait)
-	if left := time.Until(time.Unix(0, deadline)) - FinalAttemptMargin; left > 0 && wait > left {
-		return left
-	}
-	return wait
 }

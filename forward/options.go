@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -108,4 +109,13 @@ func ParseBufferOptions(opts map[string]string) (BufferConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// ErrInvalidOption is wrapped by every error about a --log-opt value.
+var ErrInvalidOption = errors.New("invalid log-opt")
+
+// OptionError returns an error about option key that names its value and
+// what is accepted, wrapping ErrInvalidOption.
+func OptionError(key, value, accepted string) error {
+	return fmt.Errorf("%w %s=%q: %s", ErrInvalidOption, key, value, accepted)
 }

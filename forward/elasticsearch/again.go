@@ -31,7 +31,7 @@ func (r *retryList) len() int {
 	return r.n
 }
 
-// push adds b, whose actions are all to be sent again and whose buffer is
+// push adds b, whose actions are all to be sent again and whose slab is
 // their body (not b.held), and wakes the batcher. The list owns b from now on.
 func (r *retryList) push(b *batch) {
 	r.mu.Lock()
@@ -65,7 +65,7 @@ func (r *retryList) waitContext(ctx context.Context) (context.Context, context.C
 }
 
 // pop removes the oldest batch and returns it, nil when there is none.
-// Its buffer is the body of its actions.
+// Its slab is the body of its actions.
 func (r *retryList) pop() *batch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -107,7 +107,7 @@ func (r *retryList) take(dst *batch, maxActions, limit int, m *forward.Batches) 
 		}
 		r.n -= k
 		if k < len(src.actions) {
-			// The rest stays, at the front of src's buffer again.
+			// The rest stays, at the front of src's slab again.
 			rest := copy(src.actions, src.actions[k:])
 			clear(src.actions[rest:])
 			src.actions = src.actions[:rest]

@@ -80,7 +80,7 @@ func BenchmarkBulkRequest(b *testing.B) {
 	c := &olivereClient{es: es}
 	p, _ := parseIndexPattern(DefaultIndex)
 	enc := newEncoder(testContainer, p, false)
-	bt := getBatch(&forward.Buffer{})
+	bt := getBatch(&forward.Slab{})
 	for i := range 500 {
 		bt.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: benchLines["text"]}}, 0, math.MaxInt)
 	}

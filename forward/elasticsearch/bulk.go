@@ -10,14 +10,14 @@ import (
 )
 
 // batch is the actions of one _bulk request, encoded back to back into a
-// buffer from forward.Batches: buf.B, exactly the request's body. The
-// sink keeps the buffer until every action is settled, retries included:
+// slab from forward.Batches: buf.B, exactly the request's body. The
+// sink keeps the slab until every action is settled, retries included:
 // without a disk buffer the events are nowhere else, and the buffer stays
 // charged to the batch memory, which bounds what all sinks hold. Batches
 // are reused (getBatch, release), so that encoding a document allocates
 // nothing.
 type batch struct {
-	buf     *forward.Buffer
+	buf     *forward.Slab
 	actions []action
 	// full is set when an action was left for the next batch for want of
 	// room: the events after it are waiting already.
@@ -32,13 +32,13 @@ type batch struct {
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
 
 // getBatch returns an empty batch to be encoded into buf.
-func getBatch(buf *forward.Buffer) *batch {
+func getBatch(buf *forward.Slab) *batch {
 	b := batchPool.Get().(*batch)
 	b.buf = buf
 	return b
 }
 
-// release gives b's buffer back to m (to be forgotten if the transport
+// release gives b's slab back to m (to be forgotten if the transport
 // may still read it) and b to the pool; its actions must no longer be
 // used.
 func (b *batch) release(m *forward.Batches) {
@@ -57,10 +57,10 @@ func (b *batch) body() []byte { return b.buf.B }
 
 // add encodes it as the next action of b, unless b holds an action already
 // and this one would take its body past limit bytes: then it sets b.full
-// and reports false, and it is to start the next batch. The buffer is
+// and reports false, and it is to start the next batch. The slab is
 // meant to hold limit bytes without growing: an action is refused before
 // it is encoded when it might not fit (see encoder.estimate), so that the
-// one that does not fit seldom makes the buffer grow.
+// one that does not fit seldom makes the slab grow.
 func (b *batch) add(enc *encoder, it *item, tok uint64, limit int) bool {
 	first := len(b.actions) == 0
 	start := len(b.buf.B)
@@ -81,7 +81,7 @@ func (b *batch) add(enc *encoder, it *item, tok uint64, limit int) bool {
 }
 
 // repoint points the actions' lines at their bytes in buf.B, where they
-// are back to back: after the buffer grew (moved) while an action was
+// are back to back: after the slab grew (moved) while an action was
 // encoded, or the lines were moved.
 func (b *batch) repoint() {
 	off := 0
@@ -116,10 +116,10 @@ func (b *batch) compact() {
 	b.buf.B = b.buf.B[:dst]
 }
 
-// moveTo copies the lines of b's actions into the empty buffer to, back
-// to back, makes it b's buffer and returns the one they were in, which
+// moveTo copies the lines of b's actions into the empty slab to, back
+// to back, makes it b's slab and returns the one they were in, which
 // the transport may still read (b.held).
-func (b *batch) moveTo(to *forward.Buffer) (old *forward.Buffer) {
+func (b *batch) moveTo(to *forward.Slab) (old *forward.Slab) {
 	for i := range b.actions {
 		to.B = append(to.B, b.actions[i].line...)
 	}
@@ -129,8 +129,8 @@ func (b *batch) moveTo(to *forward.Buffer) (old *forward.Buffer) {
 }
 
 // splitOff moves the actions of b from the n-th on to a new batch, in the
-// empty buffer to, and returns it; b keeps the first n.
-func (b *batch) splitOff(n int, to *forward.Buffer) *batch {
+// empty slab to, and returns it; b keeps the first n.
+func (b *batch) splitOff(n int, to *forward.Slab) *batch {
 	rest := getBatch(to)
 	end := linesSize(b.actions[:n])
 	rest.actions = append(rest.actions, b.actions[n:]...)

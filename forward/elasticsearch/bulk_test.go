@@ -165,7 +165,7 @@ func testBatch(t *testing.T, n, cap int) *batch {
 	t.Helper()
 	p, _ := parseIndexPattern(DefaultIndex)
 	enc := newEncoder(testContainer, p, false)
-	b := getBatch(&forward.Buffer{B: make([]byte, 0, cap)})
+	b := getBatch(&forward.Slab{B: make([]byte, 0, cap)})
 	for i := range n {
 		if !b.add(enc, &item{ev: forward.Event{Time: epoch.Add(time.Duration(i)), Source: "stdout", Line: []byte(fmt.Sprint("line-", i))}}, uint64(10+i), math.MaxInt) {
 			t.Fatalf("action %d refused", i)
@@ -223,7 +223,7 @@ func TestBatchAdd(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			enc := newEncoder(testContainer, p, false)
-			b := getBatch(&forward.Buffer{B: make([]byte, 0, tt.limit)})
+			b := getBatch(&forward.Slab{B: make([]byte, 0, tt.limit)})
 			taken := 0
 			for i, n := range tt.lines {
 				before := string(b.body())
@@ -288,7 +288,7 @@ func TestBatchRetrySubset(t *testing.T) {
 		oldBody := string(b.body())
 		b.held = true
 		keep(b, 0, 4)
-		old := b.moveTo(&forward.Buffer{})
+		old := b.moveTo(&forward.Slab{})
 		if string(old.B) != oldBody || b.held {
 			t.Errorf("the old buffer changed, or the batch still held")
 		}
@@ -299,7 +299,7 @@ func TestBatchRetrySubset(t *testing.T) {
 	t.Run("splitOff", func(t *testing.T) {
 		t.Parallel()
 		b := testBatch(t, 5, 0)
-		rest := b.splitOff(2, &forward.Buffer{})
+		rest := b.splitOff(2, &forward.Slab{})
 		if got := fmt.Sprint(batchLogs(t, b)); got != "[line-0 line-1]" {
 			t.Errorf("first half %s", got)
 		}

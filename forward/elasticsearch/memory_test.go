@@ -154,8 +154,8 @@ func TestManySinksBoundedMemory(t *testing.T) {
 	const (
 		sinks = 100
 		// Each sink holds at most two batches (the one being sent and the
-		// next), those past the budget of MinBatchBuffer bytes.
-		maxBatches = forward.DefaultBatchMemory + 2*sinks*forward.MinBatchBuffer
+		// next), those past the budget of MinSlab bytes.
+		maxBatches = forward.DefaultBatchMemory + 2*sinks*forward.MinSlab
 		// The heap: the batches, the disk buffers' pooled write buffers and
 		// read windows, the requests and answers in flight, 100 sinks'
 		// state and the test's own (the server's counts: 1 MiB).

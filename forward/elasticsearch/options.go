@@ -49,16 +49,12 @@ const (
 	KeyPartialMergeTimeout = forward.KeyPartialMergeTimeout
 )
 
-// Keys lists every option key this package accepts.
+// Keys lists the options of this destination: those every destination
+// shares (forward.SharedKeys) are not among them.
 var Keys = []string{
 	KeyURL, KeyIndex, KeyPipeline, KeySniff, KeyBulkActions, KeyBulkSize, KeyFlushInterval,
-	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate, KeyLogFormat,
-	KeyPartialMerge, KeyPartialMergeTimeout,
+	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate,
 }
-
-// shared reports whether key is an option of every destination, which
-// does not need elasticsearch-url.
-func shared(key string) bool { return slices.Contains(forward.SharedKeys, key) }
 
 // Defaults and limits of the options.
 const (
@@ -150,7 +146,7 @@ type Config struct {
 	// ErrorLogInterval is the least time between two error logs of one
 	// kind; the ones in between are counted in the next. Default 10s.
 	ErrorLogInterval time.Duration
-	// Batches hands out the buffers batches are encoded in, bounding their
+	// Batches hands out the slabs batches are encoded in, bounding their
 	// memory across sinks; default forward.DefaultBatches.
 	Batches *forward.Batches
 }
@@ -207,7 +203,7 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	rawURL, ok := opts[KeyURL]
 	if !ok {
 		for _, k := range Keys {
-			if v, set := opts[k]; set && !shared(k) {
+			if v, set := opts[k]; set {
 				return Config{}, false, forward.OptionError(k, v, "needs "+KeyURL)
 			}
 		}

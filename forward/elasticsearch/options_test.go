@@ -152,7 +152,7 @@ func TestKeysAreUnique(t *testing.T) {
 			t.Errorf("%s listed twice", k)
 		}
 		seen[k] = true
-		if !shared(k) && !strings.HasPrefix(k, "elasticsearch-") {
+		if !strings.HasPrefix(k, "elasticsearch-") {
 			t.Errorf("%s lacks the elasticsearch- prefix", k)
 		}
 	}

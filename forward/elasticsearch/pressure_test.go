@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/logferry/logferry/forward"
 )
 
 // TestPressureLimit drives the limit through sequences of answers: +1
@@ -153,14 +151,19 @@ func TestPressureAcquire(t *testing.T) {
 			t.Fatal("acquired during an hour's pause")
 		}
 		// Close, due in 100ms, comes while acquire waits.
-		var closeBy atomic.Int64
+		var closing atomic.Bool
 		go func() {
 			time.Sleep(10 * time.Millisecond)
-			closeBy.Store(time.Now().Add(100 * time.Millisecond).UnixNano())
+			closing.Store(true)
 			p.signal()
 		}()
 		start := time.Now()
-		capWait := func(d time.Duration) time.Duration { return forward.CapWait(d, closeBy.Load()) }
+		capWait := func(d time.Duration) time.Duration {
+			if closing.Load() {
+				return min(d, 100*time.Millisecond)
+			}
+			return d
+		}
 		if _, ok := p.acquire(t.Context(), capWait); !ok {
 			t.Fatal("acquire failed")
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/outbox"
+	"github.com/logferry/logferry/internal/ratelog"
 )
 
 // ErrClosed is returned by Close when the sink was already closed.
@@ -116,7 +117,7 @@ type Sink struct {
 	pattern   *indexPattern
 	container forward.Container
 	log       *slog.Logger
-	limit     *forward.RateLog
+	limit     *ratelog.Log
 	out       *outbox.Outbox
 	dial      dialFunc
 	batches   *forward.Batches
@@ -192,7 +193,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 		pattern:   p,
 		container: c,
 		log:       log,
-		limit:     forward.NewRateLog(log, cfg.ErrorLogInterval),
+		limit:     ratelog.New(log, cfg.ErrorLogInterval),
 		dial:      dial,
 		batches:   cfg.Batches,
 		backoff:   outbox.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Jitter: true},
@@ -282,11 +283,11 @@ type job struct {
 // batch builds requests and hands them to the workers, one whenever
 // s.press grants a slot: the documents to send again first (see
 // s.again), then queued events in order. A request goes at
-// cfg.BulkActions documents or when its buffer is full (cfg.BulkSize, or
+// cfg.BulkActions documents or when its slab is full (cfg.BulkSize, or
 // less as the batch memory grants or a 413 taught), cfg.FlushInterval
 // after its first event was queued, or at once when documents wait to be
 // sent again or the sink is closing. Events wait where they are queued, on
-// disk or in the memory queue, while the batch fills: the batch's buffer
+// disk or in the memory queue, while the batch fills: the batch's slab
 // is taken only once they are there to be encoded, straight from the
 // queue into it. It returns when the queue is closed and empty and no
 // document is in flight or waiting to be sent again, or when ctx ends.
@@ -294,9 +295,9 @@ func (s *Sink) batch(ctx context.Context, jobs chan<- job) {
 	defer close(jobs)
 	enc := newEncoder(s.container, s.pattern, s.cfg.JSONFields)
 	// A batch waits for BulkActions events, or for as many bytes queued as
-	// its buffer may hold: an event takes more encoded than queued, so
+	// its slab may hold: an event takes more encoded than queued, so
 	// they fill it.
-	fullBytes := int64(min(s.cfg.BulkSize, max(int(s.batches.Max()/8), forward.MinBatchBuffer)))
+	fullBytes := int64(min(s.cfg.BulkSize, max(int(s.batches.Max()/8), forward.MinSlab)))
 	// behind is set when the last batch left events for the next: those
 	// have waited already.
 	behind := false
@@ -370,7 +371,7 @@ func (s *Sink) awaitWork(ctx context.Context) bool {
 }
 
 // fill returns the next batch: the oldest documents to send again, in
-// their own buffer, or a buffer from the batch memory; then, as they fit,
+// their own slab, or a slab from the batch memory; then, as they fit,
 // more documents to send again and queued events. nil when ctx ends.
 func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 	maxBody := int(s.maxBody.Load())
@@ -406,7 +407,7 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 		}
 	}
 	b.full = b.full || len(b.actions) >= s.cfg.BulkActions
-	b.repoint() // the buffer may have grown for an action
+	b.repoint() // the slab may have grown for an action
 	if ctx.Err() != nil {
 		s.out.Abandon(len(b.actions))
 		b.release(s.batches)
@@ -416,8 +417,8 @@ func (s *Sink) fill(ctx context.Context, enc *encoder) *batch {
 }
 
 // putBack puts b, whose actions are all to be sent again, on s.again,
-// with its buffer made their body again: their lines moved to its front,
-// or, while the transport may still read it, copied to a new buffer. When
+// with its slab made their body again: their lines moved to its front,
+// or, while the transport may still read it, copied to a new slab. When
 // ctx ends first they are abandoned.
 func (s *Sink) putBack(ctx context.Context, b *batch) {
 	if !b.held {
@@ -436,7 +437,7 @@ func (s *Sink) putBack(ctx context.Context, b *batch) {
 }
 
 // putBackHalves puts b back as two batches, after Elasticsearch refused
-// its body as too large (413): the second half in a new buffer.
+// its body as too large (413): the second half in a new slab.
 func (s *Sink) putBackHalves(ctx context.Context, b *batch) {
 	half := len(b.actions) / 2
 	buf := s.batches.Get(ctx, linesSize(b.actions[half:]))
@@ -522,7 +523,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 // or rejected for good are acknowledged to the buffer; those answered 429
 // or 5xx, or all of them when the request failed as a whole, are put back
 // to go at the front of a later request (s.again), while the requests
-// after this one carry on with newer documents. b keeps its buffer until
+// after this one carry on with newer documents. b keeps its slab until
 // then: without a disk buffer the documents are nowhere else. The answer
 // tells s.press how hard the cluster pushes back.
 func (s *Sink) send(ctx context.Context, b *batch, round uint64) {

@@ -27,7 +27,7 @@ type batch struct {
 	counts   []int    // events in each request
 	acked    []bool   // which requests are acknowledged (or written, without acks)
 	attempts int      // failed delivery attempts so far
-	buf      *forward.Buffer
+	buf      *forward.Slab
 	// ackFrom and ackTo are the buffer tokens of the batch's events, to
 	// acknowledge once it is delivered (0, 0 for a memory queue); toks is
 	// the token of the event of each request, in the message mode.
@@ -46,7 +46,7 @@ func (b *batch) pendingEvents() int {
 	return n
 }
 
-// release gives the batch's buffer back to m; its requests can no longer
+// release gives the batch's slab back to m; its requests can no longer
 // be written.
 func (b *batch) release(m *forward.Batches) {
 	if b.buf == nil {
@@ -72,7 +72,7 @@ func (b *batch) reset() {
 }
 
 // encoder turns events into the requests of a batch, written straight
-// into the batch's buffer. It is used by one goroutine at a time.
+// into the batch's slab. It is used by one goroutine at a time.
 type encoder struct {
 	tag        string
 	mode       Mode
@@ -86,7 +86,7 @@ type encoder struct {
 	seed    [16]byte // for chunk IDs derived from buffer tokens
 	entry   []byte   // the entry of the event being added, [time, record]
 	prefix  []byte   // scratch for a request's head
-	buf     *forward.Buffer
+	buf     *forward.Slab
 	reserve int      // bytes kept free at the start of buf for the head
 	raw     int      // bytes of the entries added (before compression)
 	n       int      // events added
@@ -145,7 +145,7 @@ func (e *encoder) overhead() int {
 }
 
 // begin starts a batch in buf, which it owns until finish or reset.
-func (e *encoder) begin(buf *forward.Buffer) {
+func (e *encoder) begin(buf *forward.Slab) {
 	e.buf = buf
 	e.buf.B = append(e.buf.B[:0], make([]byte, e.reserve)...)
 	e.raw, e.n = 0, 0
@@ -178,7 +178,7 @@ func (e *encoder) prepare(ev *forward.Event) (int, error) {
 // buffer token (0 from a memory queue).
 func (e *encoder) commit(tok uint64) error {
 	if e.buf == nil {
-		e.begin(&forward.Buffer{})
+		e.begin(&forward.Slab{})
 	}
 	switch {
 	case e.mode == ModeMessage:
@@ -224,14 +224,14 @@ func (e *encoder) size() int { return e.raw }
 func (e *encoder) count() int { return e.n }
 
 // finish turns the entries added since begin into the requests of b,
-// which takes the buffer, and makes the encoder ready for the next batch.
+// which takes the slab, and makes the encoder ready for the next batch.
 // from and to are the buffer tokens of the events (0, 0 from a memory
 // queue).
 func (e *encoder) finish(b *batch, from, to uint64) error {
 	b.reset()
 	b.events = e.n
 	if e.buf == nil {
-		e.begin(&forward.Buffer{})
+		e.begin(&forward.Slab{})
 	}
 	buf := e.buf
 	e.buf = nil
@@ -284,8 +284,8 @@ func (e *encoder) finish(b *batch, from, to uint64) error {
 	return nil
 }
 
-// reset forgets the entries added since begin and returns the buffer.
-func (e *encoder) reset() *forward.Buffer {
+// reset forgets the entries added since begin and returns the slab.
+func (e *encoder) reset() *forward.Slab {
 	if e.zw != nil {
 		putGzipWriter(e.zw)
 		e.zw = nil
@@ -320,7 +320,7 @@ func getGzipWriter(w io.Writer) *gzip.Writer {
 }
 
 func putGzipWriter(zw *gzip.Writer) {
-	zw.Reset(io.Discard) // let go of the batch's buffer
+	zw.Reset(io.Discard) // let go of the batch's slab
 	gzipWriters.Put(zw)
 }
 

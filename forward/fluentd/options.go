@@ -88,9 +88,9 @@ const (
 	KeyPartialMergeTimeout = forward.KeyPartialMergeTimeout
 )
 
-// Keys lists every option key this package accepts, sorted.
+// Keys lists the options of this destination, sorted: those every
+// destination shares (forward.SharedKeys) are not among them.
 var Keys = sorted(
-	KeyLogFormat,
 	KeyAddress,
 	KeyAsync,
 	KeyAsyncConnect,
@@ -113,8 +113,6 @@ var Keys = sorted(
 	KeyTLSKey,
 	KeyTLSServerName,
 	KeyWriteTimeout,
-	KeyPartialMerge,
-	KeyPartialMergeTimeout,
 )
 
 func sorted(keys ...string) []string {
@@ -231,7 +229,7 @@ type Config struct {
 	// closes or the plugin dies is sent by the next Sink created on the
 	// same directory. Empty (the default): events wait in memory only.
 	BufferDir string
-	// Batches hands out the buffers batches are built in, bounding their
+	// Batches hands out the slabs batches are built in, bounding their
 	// memory across sinks; default forward.DefaultBatches.
 	Batches *forward.Batches
 	// RetryWait is the first wait after a failed attempt; each further
@@ -320,7 +318,7 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	addr, enabled := opts[KeyAddress]
 	if !enabled {
 		for _, k := range Keys {
-			if v, ok := opts[k]; ok && strings.HasPrefix(k, "fluentd-") {
+			if v, ok := opts[k]; ok {
 				return Config{}, false, forward.OptionError(k, v, "needs fluentd-address, which turns forwarding to Fluentd on (Docker's default was fluentd-address=127.0.0.1:24224)")
 			}
 		}

@@ -214,6 +214,11 @@ func TestKeys(t *testing.T) {
 	if !slices.IsSorted(Keys) {
 		t.Error("Keys not sorted")
 	}
+	for _, k := range Keys {
+		if !strings.HasPrefix(k, "fluentd-") {
+			t.Errorf("%s lacks the fluentd- prefix", k)
+		}
+	}
 	// Every option of Docker's fluentd driver (20.10 and current) except
 	// the driver's own tag/labels/env.
 	docker := []string{
@@ -240,8 +245,8 @@ func TestKeys(t *testing.T) {
 		KeyRetryWait: "1s", KeySubSecondPrecision: "true", KeyTLSInsecureSkipVerify: "true",
 		KeyTLSServerName: "x", KeyWriteTimeout: "1s",
 	}
-	for _, k := range Keys {
-		if _, ok := valid[k]; !ok && k != KeyTLSCA && k != KeyTLSCert && k != KeyTLSKey {
+	for _, k := range append(slices.Clone(Keys), forward.SharedKeys...) {
+		if _, ok := valid[k]; !ok && !slices.Contains(forward.BufferKeys, k) && k != KeyTLSCA && k != KeyTLSCert && k != KeyTLSKey {
 			t.Errorf("no valid value for %s in this test", k)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/outbox"
+	"github.com/logferry/logferry/internal/ratelog"
 )
 
 // ErrClosed is returned by Close when the Sink is already closed.
@@ -53,7 +54,7 @@ type Stats struct {
 // All methods are safe for concurrent use.
 type Sink struct {
 	cfg     Config
-	log     *forward.RateLog
+	log     *ratelog.Log
 	out     *outbox.Outbox
 	batches *forward.Batches
 	backoff outbox.Backoff
@@ -114,7 +115,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	}
 	s := &Sink{
 		cfg:     cfg,
-		log:     forward.NewRateLog(log, 30*time.Second),
+		log:     ratelog.New(log, 30*time.Second),
 		enc:     newEncoder(cfg, c),
 		batches: cfg.Batches,
 		backoff: outbox.Backoff{Min: cfg.RetryWait, Max: cfg.MaxRetryWait, Factor: 1.5},
@@ -307,9 +308,9 @@ func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
 // fill waits for a batch and builds it into b. The batch fills where the
 // events wait, on disk (or in the memory queue), for up to the flush
 // interval after the first one or until there is a batch size of them;
-// only then does it take a buffer (from s.batches, shared by every sink,
+// only then does it take a slab (from s.batches, shared by every sink,
 // which may grant less than the batch size) and encode the events into
-// it, up to the batch size or the buffer's grant.
+// it, up to the batch size or the slab's grant.
 func (s *Sink) fill(ctx context.Context, b *batch) error {
 	for {
 		if s.rereadTo == 0 { // else it is on disk, handed out already

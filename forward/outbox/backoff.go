@@ -34,3 +34,27 @@ func (b Backoff) Wait(n int) time.Duration {
 	}
 	return w
 }
+
+// FinalAttemptMargin is how long before a Close deadline a sink makes its
+// last attempt to deliver.
+const FinalAttemptMargin = 2 * time.Second
+
+// ClosingRetryWait is the longest wait between delivery attempts once Close
+// has started: a stopped container's destinations have little time left,
+// and one that comes back should not find them asleep.
+const ClosingRetryWait = 3 * time.Second
+
+// capWait shortens a wait between delivery attempts once Close has set a
+// deadline (Unix nanoseconds, 0 for none): to at most ClosingRetryWait, and
+// so that it ends FinalAttemptMargin before the deadline, leaving time for a
+// last attempt. A deadline too close keeps the wait as it is.
+func capWait(wait time.Duration, deadline int64) time.Duration {
+	if deadline == 0 {
+		return wait
+	}
+	wait = min(wait, ClosingRetryWait)
+	if left := time.Until(time.Unix(0, deadline)) - FinalAttemptMargin; left > 0 && wait > left {
+		return left
+	}
+	return wait
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/diskq"
+	"github.com/logferry/logferry/internal/ratelog"
 )
 
 // ErrClosed is returned by Close after the first call.
@@ -61,7 +62,7 @@ type Config struct {
 type Outbox struct {
 	cfg   Config
 	log   *slog.Logger
-	limit *forward.RateLog
+	limit *ratelog.Log
 	// buf is mem or disk, whichever holds the events.
 	buf  buffer
 	mem  *forward.Queue // nil with a disk buffer
@@ -116,7 +117,7 @@ func Open(cfg Config, log *slog.Logger) *Outbox {
 	if cfg.LogInterval <= 0 {
 		cfg.LogInterval = 30 * time.Second
 	}
-	o := &Outbox{cfg: cfg, log: log, limit: forward.NewRateLog(log, cfg.LogInterval), finished: make(chan struct{})}
+	o := &Outbox{cfg: cfg, log: log, limit: ratelog.New(log, cfg.LogInterval), finished: make(chan struct{})}
 	if cfg.Dir != "" {
 		d, err := diskq.Open(diskq.Config{Dir: cfg.Dir, Buffer: cfg.Buffer, Log: log})
 		if err != nil {
@@ -255,10 +256,10 @@ func (o *Outbox) Abandon(n int) {
 	}
 }
 
-// CapWait returns wait, shortened once Close has a deadline so that a
-// last attempt fits before it (see forward.CapWait).
+// CapWait returns wait, shortened once Close has a deadline: to at most
+// ClosingRetryWait, and so that a last attempt fits before the deadline.
 func (o *Outbox) CapWait(wait time.Duration) time.Duration {
-	return forward.CapWait(wait, o.closeBy.Load())
+	return capWait(wait, o.closeBy.Load())
 }
 
 // Close stops taking events and lets the sender deliver what waits, the

@@ -1,4 +1,4 @@
-package forward
+package ratelog
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 func TestRateLog(t *testing.T) {
 	var buf bytes.Buffer
-	r := NewRateLog(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
+	r := New(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
 	for range 3 {
 		r.Error("dial", "cannot dial")
 	}
@@ -21,7 +21,7 @@ func TestRateLog(t *testing.T) {
 	}
 
 	buf.Reset()
-	r = NewRateLog(slog.New(slog.NewTextHandler(&buf, nil)), time.Nanosecond)
+	r = New(slog.New(slog.NewTextHandler(&buf, nil)), time.Nanosecond)
 	r.Error("dial", "first")
 	r.held["dial"] = 2 // as if two were held back
 	time.Sleep(time.Millisecond)
