@@ -20,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/logferry/logferry/forward/document"
 	"github.com/olivere/elastic/v7"
 )
 
@@ -453,16 +454,16 @@ func (d *authDoer) Do(r *http.Request) (*http.Response, error) {
 func templateBody(indexPatterns string) string {
 	return `{"index_patterns":[` + indexPatterns + `],"priority":200,` +
 		`"template":{"mappings":{"properties":{` +
-		`"` + fieldTimestamp + `":{"type":"date"},` +
-		`"` + fieldLog + `":{"type":"text"},` +
-		`"` + fieldSource + `":{"type":"keyword"},` +
-		`"` + fieldContainerID + `":{"type":"keyword"},` +
-		`"` + fieldContainerName + `":{"type":"keyword"},` +
-		`"` + fieldLogName + `":{"type":"keyword"},` +
-		`"` + fieldPartialMessage + `":{"type":"keyword"},` +
-		`"` + fieldPartialID + `":{"type":"keyword"},` +
-		`"` + fieldPartialOrdinal + `":{"type":"keyword"},` +
-		`"` + fieldPartialLast + `":{"type":"keyword"}}}},` +
+		`"` + document.FieldTimestamp + `":{"type":"date"},` +
+		`"` + document.FieldLog + `":{"type":"text"},` +
+		`"` + document.FieldSource + `":{"type":"keyword"},` +
+		`"` + document.FieldContainerID + `":{"type":"keyword"},` +
+		`"` + document.FieldContainerName + `":{"type":"keyword"},` +
+		`"` + document.FieldLogName + `":{"type":"keyword"},` +
+		`"` + document.FieldPartialMessage + `":{"type":"keyword"},` +
+		`"` + document.FieldPartialID + `":{"type":"keyword"},` +
+		`"` + document.FieldPartialOrdinal + `":{"type":"keyword"},` +
+		`"` + document.FieldPartialLast + `":{"type":"keyword"}}}},` +
 		`"_meta":{"managed_by":"logferry"}}`
 }
 
@@ -479,7 +480,7 @@ func template(p *indexPattern) (name, body string) {
 	if base == "" {
 		base = "index"
 	}
-	return "logferry-" + base, templateBody(string(appendString(nil, pattern)))
+	return "logferry-" + base, templateBody(string(document.AppendString(nil, pattern)))
 }
 
 // maxIdleConns is how many idle connections a shared client keeps to

@@ -2,7 +2,6 @@ package elasticsearch
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -276,52 +275,6 @@ func TestDocumentIDs(t *testing.T) {
 		}
 		seen[got] = name
 	}
-}
-
-// TestPlain8 puts every byte value at every place among plain bytes, and
-// next to other bytes that need escaping.
-func TestPlain8(t *testing.T) {
-	t.Parallel()
-	plain := func(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80 }
-	for _, fill := range []byte{'a', ' ', '~', '!', '#', '[', ']'} {
-		for c := range 256 {
-			for at := range 8 {
-				var w [8]byte
-				for i := range w {
-					w[i] = fill
-				}
-				w[at] = byte(c)
-				if got, want := plain8(binary.LittleEndian.Uint64(w[:])), plain(byte(c)); got != want {
-					t.Fatalf("%q: plain8 %v, want %v", w, got, want)
-				}
-			}
-		}
-	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", `q"b\`, "\x00\x1f\x7f", "\xff\xfe", "é\u2028\u2029", "<&>"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		out := appendString(nil, s)
-		if !json.Valid(out) {
-			t.Fatalf("%q encodes to invalid JSON %s", s, out)
-		}
-		var back string
-		if err := json.Unmarshal(out, &back); err != nil {
-			t.Fatal(err)
-		}
-		want, _ := json.Marshal(s) // encoding/json's view of invalid UTF-8
-		var wantBack string
-		_ = json.Unmarshal(want, &wantBack)
-		if back != wantBack {
-			t.Errorf("%q round-trips to %q, encoding/json to %q", s, back, wantBack)
-		}
-		if !bytes.Equal(out, appendString(nil, []byte(s))) {
-			t.Errorf("string and []byte encodings of %q differ", s)
-		}
-	})
 }
 
 func FuzzEncodeJSONLine(f *testing.F) {
