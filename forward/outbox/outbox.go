@@ -63,6 +63,11 @@ type Outbox struct {
 	cfg   Config
 	log   *slog.Logger
 	limit *ratelog.Log
+	// fullMsg and fullPolicy are the drop warning's message and policy,
+	// made once: boxing the policy's name for every dropped event would
+	// allocate on Send's path.
+	fullMsg    string
+	fullPolicy any
 	// buf is mem or disk, whichever holds the events.
 	buf  buffer
 	mem  *forward.Queue // nil with a disk buffer
@@ -118,6 +123,10 @@ func Open(cfg Config, log *slog.Logger) *Outbox {
 		cfg.LogInterval = 30 * time.Second
 	}
 	o := &Outbox{cfg: cfg, log: log, limit: ratelog.New(log, cfg.LogInterval), finished: make(chan struct{})}
+	o.fullMsg, o.fullPolicy = "buffer full: dropped new events", cfg.Buffer.Full.String()
+	if cfg.Buffer.Full == forward.DropOldest {
+		o.fullMsg = "buffer full: dropped the oldest events"
+	}
 	if cfg.Dir != "" {
 		d, err := diskq.Open(diskq.Config{Dir: cfg.Dir, Buffer: cfg.Buffer, Log: log})
 		if err != nil {
@@ -192,11 +201,7 @@ func (o *Outbox) enqueue(ev *forward.Event) {
 	}
 	if n > 0 && !o.closed.Load() {
 		// The destination, or the disk buffer's writes, not keeping up.
-		msg := "buffer full: dropped new events"
-		if o.cfg.Buffer.Full == forward.DropOldest {
-			msg = "buffer full: dropped the oldest events"
-		}
-		o.limit.Warn("buffer-full", msg, "policy", o.cfg.Buffer.Full.String(), "dropped_total", o.buf.Dropped())
+		o.limit.Warn("buffer-full", o.fullMsg, "policy", o.fullPolicy, "dropped_total", o.buf.Dropped())
 	}
 }
 
