@@ -27,6 +27,7 @@ import (
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch"
 	"github.com/logferry/logferry/forward/fluentd"
+	"github.com/logferry/logferry/internal/settings"
 )
 
 // stopTimeout bounds how long a graceful stop may spend draining streams
@@ -245,31 +246,13 @@ func credentials() (elasticsearch.Credentials, error) {
 		{"ELASTICSEARCH_PASSWORD", &c.Password},
 		{"ELASTICSEARCH_API_KEY", &c.APIKey},
 	} {
-		val, err := secret(v.name)
+		val, err := settings.Secret(v.name)
 		if err != nil {
 			return c, err
 		}
 		*v.dst = val
 	}
 	return c, nil
-}
-
-// secret returns the value of the setting name: the variable itself, or
-// the content of the file that name_FILE names, without its final line
-// break. Setting both is an error.
-func secret(name string) (string, error) {
-	val, file := os.Getenv(name), os.Getenv(name+"_FILE")
-	if file == "" {
-		return val, nil
-	}
-	if val != "" {
-		return "", fmt.Errorf("setting %s: set %s or %s_FILE, not both", name, name, name)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("setting %s_FILE: %w", name, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func envOr(key, def string) string {

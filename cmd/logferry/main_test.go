@@ -2,51 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-func TestSecret(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "secret")
-	if err := os.WriteFile(file, []byte("s3cr=t\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name      string
-		val, path string
-		want      string
-		wantErr   string
-	}{
-		{name: "neither", want: ""},
-		{name: "variable", val: "plain", want: "plain"},
-		{name: "file, final line break dropped", path: file, want: "s3cr=t"},
-		{name: "both", val: "plain", path: file, wantErr: "not both"},
-		{name: "missing file", path: filepath.Join(dir, "nope"), wantErr: "TEST_SECRET_FILE"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("TEST_SECRET", tt.val)
-			t.Setenv("TEST_SECRET_FILE", tt.path)
-			got, err := secret("TEST_SECRET")
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("secret: %q, %v; want an error about %s", got, err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "s3cr=t") || strings.Contains(err.Error(), "plain") {
-					t.Fatalf("error reveals the secret: %v", err)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("secret: %q, %v; want %q", got, err, tt.want)
-			}
-		})
-	}
-}
 
 func TestProcs(t *testing.T) {
 	tests := []struct {
