@@ -480,7 +480,7 @@ func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
 			return nil, false
 		}
 		s.limit.Error("dial", "cannot reach elasticsearch, retrying", "err", err)
-		if !sleep(ctx, s.wait(attempt)) {
+		if !outbox.Sleep(ctx, s.wait(attempt), nil) {
 			return nil, false
 		}
 	}
@@ -512,7 +512,7 @@ func (s *Sink) installTemplate(ctx context.Context) {
 			return
 		}
 		s.limit.Error("template", "cannot install index template, retrying", "template", name, "err", err)
-		if !sleep(ctx, s.wait(attempt)) {
+		if !outbox.Sleep(ctx, s.wait(attempt), nil) {
 			return
 		}
 	}
@@ -717,18 +717,6 @@ func (s *Sink) reject(a *action, r itemResult) {
 // install the template, ended in time for a last attempt before Close's
 // deadline.
 func (s *Sink) wait(attempt int) time.Duration { return s.out.CapWait(s.backoff.Wait(attempt)) }
-
-// sleep waits for d or ctx's end, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 func shortID(id string) string {
 	if len(id) > 12 {

@@ -235,7 +235,7 @@ func (s *Sink) send(ctx context.Context) {
 			wait = 0
 		}
 		l.wasUp = false
-		if !s.sleep(ctx, wait) {
+		if !outbox.Sleep(ctx, wait, s.wake) {
 			if have {
 				s.lose(b)
 			}
@@ -288,22 +288,6 @@ func (s *Sink) lose(b *batch) { s.out.Abandon(b.pendingEvents()) }
 
 // wait returns the wait after the n-th consecutive failure (n >= 1).
 func (s *Sink) wait(n int) time.Duration { return s.out.CapWait(s.backoff.Wait(n)) }
-
-// sleep waits d, or less if a server comes back; false if ctx ended.
-func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.wake:
-	case <-ctx.Done():
-		return false
-	}
-	return true
-}
 
 // fill waits for a batch and builds it into b. The batch fills where the
 // events wait, on disk (or in the memory queue), for up to the flush

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -57,4 +58,22 @@ func capWait(wait time.Duration, deadline int64) time.Duration {
 		return left
 	}
 	return wait
+}
+
+// Sleep waits d, or less when wake is signalled (a server came back,
+// Close set its deadline); it reports false when ctx ended first. A nil
+// wake never comes.
+func Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-wake:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
