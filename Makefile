@@ -14,6 +14,8 @@ REGISTRY     ?= 127.0.0.1:5000
 PLUGIN_REPO  ?= logferry
 TAG          ?= latest
 BIN          ?= bin/logferry
+# Settings (KEY=value ...) "make install" gives the plugin besides its root.
+PLUGIN_SETTINGS ?=
 BUILD_DIR    ?= build
 PLUGIN_DIR   ?= $(BUILD_DIR)/plugin
 # Throw-away image built from the Dockerfile, exported as the rootfs and
@@ -25,6 +27,10 @@ ROOTFS_IMAGE ?= logferry-rootfs:$(shell printf %s '$(abspath $(BUILD_DIR))' | md
 HOST_ROOT    ?= /var/lib/logferry
 # Image the end-to-end tests run (built by scripts/busybox-image.sh).
 BUSYBOX_IMAGE ?= logferry-busybox:latest
+# The S3 server the end-to-end tests start (scripts/s3.sh builds it once
+# per machine into LOGFERRY_CACHE, outside the clone).
+LOGFERRY_CACHE ?= $(HOME)/.cache/logferry
+VERSITYGW    ?= $(LOGFERRY_CACHE)/versitygw-$(shell awk '$$1 == "require" && $$2 == "github.com/versity/versitygw" {print $$3}' tools/versitygw/go.mod)
 # Ceilings for a hung test binary; CI must finish well under 15 minutes.
 TEST_TIMEOUT ?= 5m
 E2E_TIMEOUT  ?= 20m
@@ -72,6 +78,7 @@ prepare:
 	bash scripts/dockerd.sh
 	bash scripts/registry.sh
 	bash scripts/busybox-image.sh
+	LOGFERRY_CACHE=$(LOGFERRY_CACHE) bash scripts/s3.sh
 
 ## plugin: assemble $(PLUGIN_DIR)/{config.json,rootfs/} from the Dockerfile
 plugin: build
@@ -93,7 +100,7 @@ install: plugin
 	$(call remove_plugin,$(PLUGIN))
 	mkdir -p -m 0750 $(HOST_ROOT)
 	$(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR)
-	$(DOCKER) plugin set $(PLUGIN) root.source=$(HOST_ROOT)
+	$(DOCKER) plugin set $(PLUGIN) root.source=$(HOST_ROOT) $(PLUGIN_SETTINGS)
 	$(DOCKER) plugin enable --timeout 0 $(PLUGIN)
 
 ## push: push the plugin to $(REGISTRY) as $(PLUGIN_REPO):$(TAG)
@@ -112,6 +119,7 @@ e2e: prepare install
 	@echo "==> end-to-end tests (plugin $(PLUGIN))"
 	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
 	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) \
+	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
 		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
 
 ## check: everything CI runs: prepare, unit tests, end-to-end tests
@@ -168,8 +176,10 @@ bench:
 	@# plugin during every run: start from an empty one.
 	$(call remove_plugin,$(BENCH_PLUGIN))
 	rm -rf $(BENCH_ROOT)
+	@# The S3 receiver checks no signature, but the plugin signs: any keys.
 	$(MAKE) --no-print-directory install PLUGIN=$(BENCH_PLUGIN) BUILD_DIR=$(BENCH_DIR) \
-		BIN=$(BENCH_DIR)/logferry HOST_ROOT=$(BENCH_ROOT)
+		BIN=$(BENCH_DIR)/logferry HOST_ROOT=$(BENCH_ROOT) \
+		PLUGIN_SETTINGS="S3_ACCESS_KEY_ID=bench S3_SECRET_ACCESS_KEY=bench-secret"
 	rm -rf $(BENCH_DIR)/drain
 	mkdir -p $(BENCH_DIR)/drain/rootfs/run/docker/plugins
 	CGO_ENABLED=0 $(GO) build -tags bench -trimpath -o $(BENCH_DIR)/drain/rootfs/drainplugin ./bench/drainplugin

@@ -5,16 +5,13 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // bulkReceiver is an Elasticsearch stand-in on 127.0.0.1 that only counts:
@@ -31,9 +28,7 @@ import (
 // Its goroutine is started by startBulkReceiver and stopped and waited for
 // by close.
 type bulkReceiver struct {
-	ln   net.Listener
-	srv  *http.Server
-	done chan struct{} // closed when Serve has returned
+	*localServer
 
 	docs, requests, bad atomic.Int64
 	bufs                sync.Pool // *bytes.Buffer
@@ -50,38 +45,21 @@ const (
 )
 
 func startBulkReceiver() (*bulkReceiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("elasticsearch receiver: %w", err)
-	}
-	r := &bulkReceiver{ln: ln, done: make(chan struct{})}
+	r := &bulkReceiver{}
 	r.bufs.New = func() any { return new(bytes.Buffer) }
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(r.done)
-		_ = r.srv.Serve(ln) // ends with ErrServerClosed
-	}()
-	return r, nil
+	var err error
+	r.localServer, err = serveLocal("elasticsearch", r)
+	return r, err
 }
 
 // url is the receiver's base URL, as elasticsearch-url takes it.
-func (r *bulkReceiver) url() string { return "http://" + r.ln.Addr().String() }
+func (r *bulkReceiver) url() string { return r.base() }
 
 // count returns the documents received so far.
 func (r *bulkReceiver) count() int64 { return r.docs.Load() }
 
 // failures returns the number of requests it refused.
 func (r *bulkReceiver) failures() int64 { return r.bad.Load() }
-
-// close stops the server, waiting up to a few seconds for requests in
-// flight.
-func (r *bulkReceiver) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := r.srv.Shutdown(ctx)
-	<-r.done
-	return err
-}
 
 func (r *bulkReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")

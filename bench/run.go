@@ -26,6 +26,7 @@ type env struct {
 	dockerdPID            int
 	dockerVersion         string
 	fluentAddr, esURL     string
+	s3Endpoint            string
 	fluentMode            string
 }
 
@@ -47,6 +48,7 @@ const (
 	noRemote remoteKind = iota
 	fluentdRemote
 	esRemote
+	s3Remote
 )
 
 // process says which process does a configuration's logging.
@@ -130,10 +132,15 @@ var drivers = map[string]driverSpec{
 		}},
 	"logferry-es": {label: "logferry files + Elasticsearch", proc: logferryPlugin, files: logferryFile, remote: esRemote,
 		opts: func(e *env) map[string]string { return map[string]string{"elasticsearch-url": e.esURL} }},
+	// The plugin needs S3 keys in its settings: make bench sets them.
+	"logferry-s3": {label: "logferry files + S3", proc: logferryPlugin, files: logferryFile, remote: s3Remote,
+		opts: func(e *env) map[string]string {
+			return map[string]string{"s3-bucket": "bench", "s3-endpoint": e.s3Endpoint, "s3-region": "us-east-1", "s3-path-style": "true"}
+		}},
 }
 
 // defaultDrivers is the default of -drivers.
-var defaultDrivers = []string{"drain", "logferry", "json-file", "local", "fluentd", "logferry-fluentd", "logferry-es"}
+var defaultDrivers = []string{"drain", "logferry", "json-file", "local", "fluentd", "logferry-fluentd", "logferry-es", "logferry-s3"}
 
 func knownDrivers() []string { return slices.Sorted(maps.Keys(drivers)) }
 
@@ -168,6 +175,7 @@ type harness struct {
 	docker *dockerClient
 	fwd    *forwardReceiver
 	es     *bulkReceiver
+	s3     *s3Receiver
 	line   string
 	seq    int // containers created, for unique names
 }
@@ -223,6 +231,10 @@ func newHarness(ctx context.Context, cfg *config) (h *harness, err error) {
 		return nil, err
 	}
 	e.esURL = h.es.url()
+	if h.s3, err = startS3Receiver(); err != nil {
+		return nil, err
+	}
+	e.s3Endpoint = h.s3.endpoint()
 	h.env = e
 	line := strings.Repeat(lineTemplate, cfg.lineSize/len(lineTemplate)+1)
 	h.line = strings.TrimSpace(line[:cfg.lineSize-1]) // yes adds the newline
@@ -260,6 +272,12 @@ func (h *harness) close() error {
 	}
 	if h.es != nil {
 		errs = append(errs, h.es.close())
+	}
+	if h.s3 != nil {
+		if n := h.s3.bad.Load(); n > 0 {
+			errs = append(errs, fmt.Errorf("s3 receiver: %d requests refused", n))
+		}
+		errs = append(errs, h.s3.close())
 	}
 	h.docker.close()
 	return errors.Join(errs...)
@@ -410,6 +428,8 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 		remoteBase = h.fwd.count()
 	case esRemote:
 		remoteBase = h.es.count()
+	case s3Remote:
+		remoteBase = h.s3.count()
 	}
 
 	// Register the waits before starting, so that no exit is missed.
@@ -465,6 +485,8 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 		end, res.delivered, err = waitCount(ctx, h.fwd.count, remoteBase, want, end, h.cfg.stall)
 	case esRemote:
 		end, res.delivered, err = waitCount(ctx, h.es.count, remoteBase, want, end, h.cfg.stall)
+	case s3Remote:
+		end, res.delivered, err = waitCount(ctx, h.s3.count, remoteBase, want, end, h.cfg.stall)
 	}
 	if err != nil {
 		return fmt.Errorf("receiver: %w", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/logferry/logferry/forward"
 	"github.com/logferry/logferry/forward/elasticsearch"
 	"github.com/logferry/logferry/forward/fluentd"
+	"github.com/logferry/logferry/forward/s3"
 	"github.com/logferry/logferry/internal/settings"
 )
 
@@ -113,6 +114,7 @@ func run() error {
 		Destinations: []forward.Destination{
 			fluentd.Destination(),
 			elasticsearch.Destination(creds),
+			s3.Destination(),
 		},
 	})
 	// Before serving: dockerd sends no StartLogging for the containers that
