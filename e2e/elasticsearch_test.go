@@ -330,6 +330,48 @@ func TestElasticsearchTemplateOnce(t *testing.T) {
 	}
 }
 
+// TestElasticsearchRetention: elasticsearch-retention with the template
+// installs a lifecycle policy deleting old indices (ILM on Elasticsearch,
+// ISM on OpenSearch, told apart by GET /), the shapes checked by estest as
+// the APIs define them; with S3 beside it, "recent logs in Elasticsearch,
+// all logs in the bucket" is two options.
+func TestElasticsearchRetention(t *testing.T) {
+	t.Parallel()
+	for _, dist := range []string{estest.Elasticsearch, estest.OpenSearch} {
+		t.Run(dist, func(t *testing.T) {
+			t.Parallel()
+			srv := esServer(t, estest.Options{Distribution: dist})
+			run(t, spec{
+				driver: suite.driver,
+				logOpts: []string{
+					"elasticsearch-url=" + srv.URL, "elasticsearch-flush-interval=200ms",
+					"elasticsearch-template=true", "elasticsearch-retention=30d",
+				},
+				script: simpleScript,
+			})
+			esDocs(t, srv, 2, fwdCeiling)
+			pol, ok := srv.Policies()["logferry-docker"]
+			if !ok {
+				t.Fatalf("policies %v, want logferry-docker", srv.Policies())
+			}
+			tmpl := string(srv.Templates()["logferry-docker"])
+			switch dist {
+			case estest.Elasticsearch:
+				if !strings.Contains(string(pol.Body), `"min_age":"30d","actions":{"delete":{}}`) || !strings.Contains(tmpl, `"index.lifecycle.name":"logferry-docker"`) {
+					t.Errorf("ILM policy %s, template %s", pol.Body, tmpl)
+				}
+			case estest.OpenSearch:
+				if !strings.Contains(string(pol.Body), `"min_index_age":"30d"`) || strings.Contains(tmpl, "lifecycle") {
+					t.Errorf("ISM policy %s, template %s", pol.Body, tmpl)
+				}
+			}
+			if st := srv.Stats(); st.BadRequests != 0 {
+				t.Errorf("the server refused %d requests", st.BadRequests)
+			}
+		})
+	}
+}
+
 // TestFluentdAndElasticsearchTogether sends one container's entries to its
 // files, to Fluentd and to Elasticsearch at once. Every destination gets
 // every line; each document is the Fluentd record of the same entry plus
@@ -469,6 +511,7 @@ func TestElasticsearchInvalidOptionsFailRun(t *testing.T) {
 		},
 		{name: "bulk actions", opts: []string{url, "elasticsearch-bulk-actions=0"}, want: []string{"elasticsearch-bulk-actions", "0"}},
 		{name: "flush interval", opts: []string{url, "elasticsearch-flush-interval=soon"}, want: []string{"elasticsearch-flush-interval", "soon"}},
+		{name: "retention without template", opts: []string{url, "elasticsearch-retention=30d"}, want: []string{"elasticsearch-retention", "elasticsearch-template=true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,13 @@ type bulkClient interface {
 	// same one was installed through this client (or one it shares)
 	// already.
 	PutIndexTemplate(ctx context.Context, name, body string) error
+	// PutRetention installs the lifecycle policy name, which deletes the
+	// indices matching pattern once they are older than retention (such
+	// as 30d): an ILM policy on Elasticsearch, an ISM policy that attaches
+	// itself to new indices on OpenSearch, as GET / tells them apart. It
+	// returns the index settings the template must carry to attach the
+	// policy (`"index.lifecycle.name":…`), empty on OpenSearch.
+	PutRetention(ctx context.Context, name, pattern, retention string) (settings string, err error)
 }
 
 // itemResult is Elasticsearch's answer for one action.
@@ -404,6 +413,57 @@ func (c *olivereClient) PutIndexTemplate(ctx context.Context, name, body string)
 	return nil
 }
 
+func (c *olivereClient) PutRetention(ctx context.Context, name, pattern, retention string) (string, error) {
+	var info struct {
+		Version struct {
+			Distribution string `json:"distribution"`
+		} `json:"version"`
+	}
+	res, err := c.es.PerformRequest(ctx, elastic.PerformRequestOptions{Method: http.MethodGet, Path: "/"})
+	if err != nil {
+		return "", toRequestError(ctx, err)
+	}
+	if err := json.Unmarshal(res.Body, &info); err != nil {
+		return "", fmt.Errorf("GET /: %w", err)
+	}
+	if info.Version.Distribution != "opensearch" {
+		_, err := c.es.PerformRequest(ctx, elastic.PerformRequestOptions{
+			Method: http.MethodPut, Path: "/_ilm/policy/" + url.PathEscape(name), Body: ilmPolicy(retention),
+		})
+		if err != nil {
+			return "", toRequestError(ctx, err)
+		}
+		return `"index.lifecycle.name":` + string(document.AppendString(nil, name)), nil
+	}
+	// OpenSearch refuses to replace a policy without the sequence number
+	// and primary term of the one it replaces.
+	path := "/_plugins/_ism/policies/" + url.PathEscape(name)
+	body := ismPolicy(pattern, retention)
+	_, err = c.es.PerformRequest(ctx, elastic.PerformRequestOptions{Method: http.MethodPut, Path: path, Body: body})
+	if !elastic.IsConflict(err) {
+		if err != nil {
+			return "", toRequestError(ctx, err)
+		}
+		return "", nil
+	}
+	res, err = c.es.PerformRequest(ctx, elastic.PerformRequestOptions{Method: http.MethodGet, Path: path})
+	if err != nil {
+		return "", toRequestError(ctx, err)
+	}
+	var cur struct {
+		SeqNo       *int64 `json:"_seq_no"`
+		PrimaryTerm *int64 `json:"_primary_term"`
+	}
+	if err := json.Unmarshal(res.Body, &cur); err != nil || cur.SeqNo == nil || cur.PrimaryTerm == nil {
+		return "", fmt.Errorf("GET %s: no _seq_no and _primary_term in the answer", path)
+	}
+	params := url.Values{"if_seq_no": {strconv.FormatInt(*cur.SeqNo, 10)}, "if_primary_term": {strconv.FormatInt(*cur.PrimaryTerm, 10)}}
+	if _, err := c.es.PerformRequest(ctx, elastic.PerformRequestOptions{Method: http.MethodPut, Path: path, Params: params, Body: body}); err != nil {
+		return "", toRequestError(ctx, err)
+	}
+	return "", nil
+}
+
 // toRequestError classifies an error of the library.
 func toRequestError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
@@ -449,11 +509,17 @@ func (d *authDoer) Do(r *http.Request) (*http.Response, error) {
 }
 
 // templateBody is the composable index template installed when
-// elasticsearch-template=true. Priority 200 puts it above Elasticsearch's
-// built-in templates (100) without clashing with them.
-func templateBody(indexPatterns string) string {
-	return `{"index_patterns":[` + indexPatterns + `],"priority":200,` +
-		`"template":{"mappings":{"properties":{` +
+// elasticsearch-template=true, for the index pattern pattern, with the
+// index settings settings (JSON members, or empty). Priority 200 puts it
+// above Elasticsearch's built-in templates (100) without clashing with
+// them.
+func templateBody(pattern, settings string) string {
+	var set string
+	if settings != "" {
+		set = `"settings":{` + settings + `},`
+	}
+	return `{"index_patterns":[` + string(document.AppendString(nil, pattern)) + `],"priority":200,` +
+		`"template":{` + set + `"mappings":{"properties":{` +
 		`"` + document.FieldTimestamp + `":{"type":"date"},` +
 		`"` + document.FieldLog + `":{"type":"text"},` +
 		`"` + document.FieldSource + `":{"type":"keyword"},` +
@@ -467,12 +533,12 @@ func templateBody(indexPatterns string) string {
 		`"_meta":{"managed_by":"logferry"}}`
 }
 
-// template returns the name and body of the index template for p: it
-// matches every name p produces (prefix*), or exactly the one of a fixed
-// pattern.
-func template(p *indexPattern) (name, body string) {
+// templateName returns the name of the index template (and lifecycle
+// policy) for p, and the index pattern it matches: every name p produces
+// (prefix*), or exactly the one of a fixed pattern.
+func templateName(p *indexPattern) (name, pattern string) {
 	prefix := p.Prefix()
-	pattern := prefix + "*"
+	pattern = prefix + "*"
 	if p.Fixed() {
 		pattern = prefix
 	}
@@ -480,7 +546,25 @@ func template(p *indexPattern) (name, body string) {
 	if base == "" {
 		base = "index"
 	}
-	return "logferry-" + base, templateBody(string(document.AppendString(nil, pattern)))
+	return "logferry-" + base, pattern
+}
+
+// ilmPolicy is the ILM policy that deletes indices retention after they
+// were created.
+func ilmPolicy(retention string) string {
+	return `{"policy":{"phases":{"hot":{"min_age":"0ms","actions":{}},` +
+		`"delete":{"min_age":"` + retention + `","actions":{"delete":{}}}},` +
+		`"_meta":{"managed_by":"logferry"}}}`
+}
+
+// ismPolicy is the ISM policy that deletes the indices matching pattern
+// retention after they were created, and attaches itself to new ones.
+func ismPolicy(pattern, retention string) string {
+	return `{"policy":{"description":"Deletes indices older than ` + retention + ` (managed by logferry)",` +
+		`"default_state":"hot","states":[` +
+		`{"name":"hot","actions":[],"transitions":[{"state_name":"delete","conditions":{"min_index_age":"` + retention + `"}}]},` +
+		`{"name":"delete","actions":[{"delete":{}}],"transitions":[]}],` +
+		`"ism_template":[{"index_patterns":[` + string(document.AppendString(nil, pattern)) + `],"priority":100}]}}`
 }
 
 // maxIdleConns is how many idle connections a shared client keeps to

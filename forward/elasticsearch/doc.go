@@ -11,7 +11,9 @@
 // NDJSON body encoded by the sink, sent with the library's PerformRequest,
 // the answer filtered with filter_path and read by the sink), HEAD /
 // for health checks, GET /_nodes/http for sniffing and PUT /_index_template
-// for the optional template. Elasticsearch 8 accepts that API as it is
+// for the optional template; with a retention, GET / (to tell OpenSearch
+// apart) and PUT /_ilm/policy, or on OpenSearch the ISM API
+// (/_plugins/_ism/policies, replaced with if_seq_no and if_primary_term). Elasticsearch 8 accepts that API as it is
 // (no mapping types are sent) and OpenSearch 1 and 2 serve it too; the
 // template needs composable templates (Elasticsearch 7.8 or later,
 // OpenSearch 1.0 or later). The library is no longer maintained, so it is

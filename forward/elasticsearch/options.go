@@ -40,6 +40,9 @@ const (
 	KeyTLSInsecureSkipVerify = "elasticsearch-tls-insecure-skip-verify"
 	// KeyTemplate installs an index template for the index pattern.
 	KeyTemplate = "elasticsearch-template"
+	// KeyRetention, with KeyTemplate, also installs a lifecycle policy
+	// that deletes indices older than it (ILM, or ISM on OpenSearch).
+	KeyRetention = "elasticsearch-retention"
 	// KeyLogFormat, KeyPartialMerge and KeyPartialMergeTimeout are shared
 	// by every destination (see forward.SharedKeys): "json" parses each
 	// line that is one JSON object into fields of the record;
@@ -53,7 +56,7 @@ const (
 // shares (forward.SharedKeys) are not among them.
 var Keys = []string{
 	KeyURL, KeyIndex, KeyPipeline, KeySniff, KeyBulkActions, KeyBulkSize, KeyFlushInterval,
-	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate,
+	KeyCompress, KeyWorkers, KeyTLSCA, KeyTLSInsecureSkipVerify, KeyTemplate, KeyRetention,
 }
 
 // Defaults and limits of the options.
@@ -106,6 +109,10 @@ type Config struct {
 	// Template installs an index template for the index pattern's prefix
 	// before the first document is sent.
 	Template bool
+	// Retention, with Template, installs a lifecycle policy that deletes
+	// the pattern's indices once they are older than it: a number of
+	// days or hours such as 30d; empty for none.
+	Retention string
 	// SharedOptions are those every destination shares: the buffer's
 	// bounds and overflow policy (Buffer, also for the memory queue),
 	// log-format=json (JSONFields adds the fields of a line that is one
@@ -290,6 +297,15 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 		}
 		cfg.TLSCAFile = v
 	}
+	if v, ok := opts[KeyRetention]; ok {
+		if !validRetention(v) {
+			return Config{}, false, forward.OptionError(KeyRetention, v, "must be a number of days or hours such as 30d or 12h")
+		}
+		if !cfg.Template {
+			return Config{}, false, forward.OptionError(KeyRetention, v, "needs "+KeyTemplate+"=true, whose template attaches the policy to new indices")
+		}
+		cfg.Retention = v
+	}
 	if cfg.Template {
 		p, _ := parseIndexPattern(cfg.Index)
 		if p.Prefix() == "" {
@@ -323,4 +339,18 @@ func parseURLs(raw string) ([]string, error) {
 		}
 	}
 	return urls, nil
+}
+
+// validRetention accepts a whole number of days or hours, at least 1: the
+// units that ILM and ISM both read, and that a log retention needs.
+func validRetention(v string) bool {
+	if len(v) < 2 || (v[len(v)-1] != 'd' && v[len(v)-1] != 'h') || v[0] == '0' {
+		return false
+	}
+	for _, c := range v[:len(v)-1] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(v) <= 7
 }

@@ -490,30 +490,47 @@ func (s *Sink) client(ctx context.Context) (es bulkClient, ok bool) {
 	return s.es, ctx.Err() == nil
 }
 
-// installTemplate puts the index template, retrying while Elasticsearch is
-// unavailable; other failures (no privilege, a server without composable
-// templates) are logged and the documents are sent all the same.
+// installTemplate puts the lifecycle policy (with elasticsearch-retention)
+// and the index template, each retried while Elasticsearch is unavailable;
+// other failures (no privilege, a server without composable templates or
+// ILM) are logged and the documents are sent all the same.
 func (s *Sink) installTemplate(ctx context.Context) {
-	name, body := template(s.pattern)
+	name, pattern := templateName(s.pattern)
+	var settings string
+	if r := s.cfg.Retention; r != "" && s.untilDone(ctx, "lifecycle policy", name, func(ctx context.Context) (err error) {
+		settings, err = s.es.PutRetention(ctx, name, pattern, r)
+		return err
+	}) {
+		s.log.Info("installed lifecycle policy: indices older than the retention are deleted", "policy", name, "indices", pattern, "retention", r)
+	}
+	body := templateBody(pattern, settings)
+	if s.untilDone(ctx, "index template", name, func(ctx context.Context) error { return s.es.PutIndexTemplate(ctx, name, body) }) {
+		s.log.Info("installed index template", "template", name)
+	}
+}
+
+// untilDone calls put, within the request timeout, until it succeeds
+// (true), fails for another reason than the cluster being unavailable, or
+// ctx ends (false); what names it in the log.
+func (s *Sink) untilDone(ctx context.Context, what, name string, put func(ctx context.Context) error) bool {
 	for attempt := 1; ; attempt++ {
 		reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		err := s.es.PutIndexTemplate(reqCtx, name, body)
+		err := put(reqCtx)
 		cancel()
 		if err == nil {
-			s.log.Info("installed index template", "template", name)
-			return
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		var re *requestError
 		if errors.As(err, &re) && !unavailable(re.status) {
-			s.log.Error("cannot install index template", "template", name, "err", err)
-			return
+			s.log.Error("cannot install "+what, "name", name, "err", err)
+			return false
 		}
-		s.limit.Error("template", "cannot install index template, retrying", "template", name, "err", err)
+		s.limit.Error(what, "cannot install "+what+", retrying", "name", name, "err", err)
 		if !outbox.Sleep(ctx, s.wait(attempt), nil) {
-			return
+			return false
 		}
 	}
 }

@@ -994,6 +994,10 @@ func (f *fakeClient) Bulk(_ context.Context, b *batch) ([]itemResult, error) {
 
 func (f *fakeClient) PutIndexTemplate(context.Context, string, string) error { return nil }
 
+func (f *fakeClient) PutRetention(context.Context, string, string, string) (string, error) {
+	return "", nil
+}
+
 func (f *fakeClient) batches() [][]action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -1049,6 +1053,10 @@ func (c *scriptClient) PutIndexTemplate(context.Context, string, string) error {
 		return nil
 	}
 	return c.template(call)
+}
+
+func (c *scriptClient) PutRetention(context.Context, string, string, string) (string, error) {
+	return "", nil
 }
 
 func statuses(codes ...int) []itemResult {

@@ -23,7 +23,13 @@
 //     unavailable, 401 without the configured credentials, connections
 //     refused while stopped, and answers lost after the documents were
 //     stored.
-//   - HEAD and GET / (health checks, version), GET /_nodes/http (sniffing).
+//   - HEAD and GET / (health checks, version, and Options.Distribution),
+//     GET /_nodes/http (sniffing).
+//   - Lifecycle policies, checked as their APIs define them (see
+//     lifecycle.go): PUT /_ilm/policy/{name} on Elasticsearch; on
+//     OpenSearch PUT and GET /_plugins/_ism/policies/{name}, where
+//     replacing a policy needs its if_seq_no and if_primary_term (409
+//     otherwise). Each distribution answers the other's API 404.
 //
 // Documents are kept per index for assertions and survive Stop and Start,
 // as on a node with persistent storage.
@@ -79,8 +85,13 @@ type Options struct {
 	// TLS serves HTTPS with a self-signed certificate for 127.0.0.1, ::1
 	// and localhost; see Server.CACertPEM.
 	TLS bool
-	// Version is the version number GET / reports; default "7.17.0".
+	// Version is the version number GET / reports; default "7.17.0", or
+	// "2.17.0" for OpenSearch.
 	Version string
+	// Distribution is Elasticsearch (the default) or OpenSearch, as GET /
+	// reports it; it decides which lifecycle API the server has: ILM
+	// (PUT _ilm/policy/{name}) or ISM (_plugins/_ism/policies/{name}).
+	Distribution string
 	// MaxRequests bounds the requests kept for Server.Requests; default
 	// 1000.
 	MaxRequests int
@@ -169,6 +180,7 @@ type Server struct {
 	dropResponses  int
 	indices        map[string]*index
 	templates      map[string]json.RawMessage
+	policies       map[string]Policy
 	requests       []Request
 	stats          Stats
 	seqNo          int64
@@ -183,6 +195,9 @@ type index struct {
 // NewServer starts a server on 127.0.0.1 with opts. It panics if it cannot
 // listen, as httptest.NewServer does.
 func NewServer(opts Options) *Server {
+	if opts.Version == "" && opts.Distribution == OpenSearch {
+		opts.Version = "2.17.0"
+	}
 	if opts.Version == "" {
 		opts.Version = "7.17.0"
 	}
@@ -195,6 +210,7 @@ func NewServer(opts Options) *Server {
 		rejectRate: opts.RejectRate,
 		indices:    map[string]*index{},
 		templates:  map[string]json.RawMessage{},
+		policies:   map[string]Policy{},
 	}
 	s.idle = sync.NewCond(&s.mu)
 	s.SetIndexRate(opts.IndexRate, opts.QueueDocs)
@@ -572,6 +588,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && (parts[0] == "_index_template" || parts[0] == "_template") &&
 		(r.Method == http.MethodPut || r.Method == http.MethodPost):
 		s.putTemplate(w, r, parts[1])
+	case len(parts) == 3 && parts[0] == "_ilm" && parts[1] == "policy" && r.Method == http.MethodPut && s.opts.Distribution != OpenSearch:
+		s.putILMPolicy(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "_plugins" && parts[1] == "_ism" && parts[2] == "policies" && s.opts.Distribution == OpenSearch:
+		switch r.Method {
+		case http.MethodPut:
+			s.putISMPolicy(w, r, parts[3])
+		case http.MethodGet:
+			s.getISMPolicy(w, parts[3])
+		default:
+			s.count(func(st *Stats) { st.BadRequests++ })
+			writeError(w, http.StatusMethodNotAllowed, "estest_unsupported", "method not allowed")
+		}
 	default:
 		s.count(func(st *Stats) { st.BadRequests++ })
 		writeError(w, http.StatusNotFound, "estest_unsupported", fmt.Sprintf("estest does not serve %s %s", r.Method, r.URL.Path))
@@ -605,17 +633,23 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	version := map[string]any{
+		"number":                              s.opts.Version,
+		"build_flavor":                        "default",
+		"minimum_wire_compatibility_version":  "6.8.0",
+		"minimum_index_compatibility_version": "6.0.0-beta1",
+	}
+	tagline := "You Know, for Search"
+	if s.opts.Distribution == OpenSearch {
+		version["distribution"] = OpenSearch
+		tagline = "The OpenSearch Project: https://opensearch.org/"
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name":         "estest",
 		"cluster_name": "estest",
 		"cluster_uuid": "estest",
-		"version": map[string]any{
-			"number":                              s.opts.Version,
-			"build_flavor":                        "default",
-			"minimum_wire_compatibility_version":  "6.8.0",
-			"minimum_index_compatibility_version": "6.0.0-beta1",
-		},
-		"tagline": "You Know, for Search",
+		"version":      version,
+		"tagline":      tagline,
 	})
 }
 
