@@ -3,10 +3,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,7 +53,13 @@ func (r *s3Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	buf := r.bufs.Get().(*bytes.Buffer)
 	defer r.bufs.Put(buf)
 	buf.Reset()
-	zr, err := gzip.NewReader(req.Body)
+	body := io.Reader(req.Body)
+	if strings.HasPrefix(req.Header.Get("X-Amz-Content-Sha256"), "STREAMING-") {
+		// Over plain HTTP minio-go signs the body chunk by chunk
+		// (aws-chunked), as S3 allows.
+		body = &awsChunked{r: bufio.NewReader(req.Body)}
+	}
+	zr, err := gzip.NewReader(body)
 	if err == nil {
 		_, err = buf.ReadFrom(zr)
 	}
@@ -64,4 +73,44 @@ func (r *s3Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	r.objects.Add(1)
 	r.lines.Add(int64(bytes.Count(buf.Bytes(), []byte{'\n'})))
+}
+
+// awsChunked reads the payload of an aws-chunked body: chunks of
+// "<hex size>;chunk-signature=<sig>\r\n<data>\r\n", the last of size 0,
+// then optional trailers. It checks no signature.
+type awsChunked struct {
+	r    *bufio.Reader
+	left int64 // bytes of the current chunk not yet read
+	done bool
+}
+
+func (c *awsChunked) Read(p []byte) (int, error) {
+	for c.left == 0 {
+		if c.done {
+			return 0, io.EOF
+		}
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return 0, fmt.Errorf("aws-chunked header: %w", err)
+		}
+		size, _, _ := strings.Cut(strings.TrimSpace(line), ";")
+		n, err := strconv.ParseInt(size, 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("aws-chunked size %q: %w", size, err)
+		}
+		if n == 0 {
+			c.done = true
+			continue
+		}
+		c.left = n
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left == 0 && err == nil {
+		_, err = c.r.Discard(2) // the chunk's \r\n
+	}
+	return n, err
 }
