@@ -195,26 +195,10 @@ func TestNoGoroutineLeakWithDiskBuffer(t *testing.T) {
 	srv := estest.NewServer(estest.Options{RejectRate: 0.2})
 	defer srv.Close()
 	dir := t.TempDir()
-	for i := range 3 {
-		cfg := fast(srv.URL)
+	sinkRounds(t, srv, 3, 1, func(_ int, cfg *Config) {
 		cfg.Workers = 2
 		cfg.BufferDir = dir
-		s, err := New(cfg, Credentials{}, testContainer, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sendLines(s, 0, 300)
-		if i == 1 {
-			srv.SetDelay(time.Hour)
-			sendLines(s, 300, 400)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			_ = s.Close(ctx)
-			cancel()
-			srv.SetDelay(0)
-			continue
-		}
-		closeSink(t, s, 10*time.Second)
-	}
+	})
 	linesOnce(t, srv, 400)
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -913,27 +913,11 @@ func TestLoadBalancedAndHealthChecked(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	srv := estest.NewServer(estest.Options{RejectRate: 0.2})
 	defer srv.Close()
-	for i := range 3 {
-		cfg := fast(srv.URL)
+	sinkRounds(t, srv, 3, 2, func(i int, cfg *Config) {
 		cfg.Workers = 3
 		cfg.Template = true
 		cfg.Sniff = i == 1
-		s, err := New(cfg, Credentials{}, testContainer, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sendLines(s, 0, 300)
-		if i == 2 {
-			srv.SetDelay(time.Hour)
-			sendLines(s, 300, 400)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			_ = s.Close(ctx)
-			cancel()
-			srv.SetDelay(0)
-			continue
-		}
-		closeSink(t, s, 10*time.Second)
-	}
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		leaked := leakedGoroutines()
@@ -1268,5 +1252,32 @@ func TestRefusedDocumentsDoNotHoldBackOthers(t *testing.T) {
 	closeSink(t, s, 15*time.Second) // the pause ends in time for a last attempt
 	if st := s.Stats(); st.Indexed != 100 || st.Unsent != 0 {
 		t.Errorf("after Close: %+v", st)
+	}
+}
+
+// sinkRounds runs rounds sinks on srv one after the other, each sending
+// lines 0 to 300 and closing; the one of round hard also sends lines 300
+// to 400 while srv hangs, and is closed at a 50ms deadline. set adjusts
+// each round's Config.
+func sinkRounds(t *testing.T, srv *estest.Server, rounds, hard int, set func(i int, cfg *Config)) {
+	t.Helper()
+	for i := range rounds {
+		cfg := fast(srv.URL)
+		set(i, &cfg)
+		s, err := New(cfg, Credentials{}, testContainer, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sendLines(s, 0, 300)
+		if i == hard {
+			srv.SetDelay(time.Hour)
+			sendLines(s, 300, 400)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			_ = s.Close(ctx)
+			cancel()
+			srv.SetDelay(0)
+			continue
+		}
+		closeSink(t, s, 10*time.Second)
 	}
 }
