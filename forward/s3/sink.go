@@ -151,18 +151,48 @@ func (s *Sink) signal() {
 }
 
 // object is an object being built or written: its key, its compressed
-// body, and the buffer tokens of its lines.
+// body (from bodies, nil when none), and the buffer tokens of its lines.
 type object struct {
 	key      string
-	body     bytes.Buffer
+	body     *bytes.Buffer
 	lines    int
 	from, to uint64
 }
 
+// reset forgets the object and gives its body back.
 func (o *object) reset() {
-	o.key, o.lines, o.from, o.to = "", 0, 0, 0
-	o.body.Reset()
+	if o.body != nil {
+		o.body.Reset()
+		bodies.Put(o.body)
+	}
+	*o = object{}
 }
+
+// maxUploads bounds the objects being built or written at once by all the
+// sinks of the process: each holds a compressor (about a megabyte) and its
+// compressed body, so that a hundred containers stopping at once do not
+// hold a hundred of each. Eight writes of a few hundred KiB at a time keep
+// up with millions of lines a second.
+const maxUploads = 8
+
+var (
+	// uploads holds a token for each object being built or written.
+	uploads = make(chan struct{}, maxUploads)
+	// bodies keeps the buffers of compressed bodies between objects.
+	bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+// acquire takes an upload token, false if ctx ends first.
+func acquire(ctx context.Context) bool {
+	select {
+	case uploads <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func release() { <-uploads }
 
 // run is the sender. It cuts the waiting lines into objects, writes each
 // and acknowledges its lines, retrying with backoff until the write
@@ -197,15 +227,21 @@ func (s *Sink) run(ctx context.Context) {
 				_ = s.out.Wait(linger, math.MaxInt32, int64(s.cfg.ObjectSize))
 				cancel()
 			}
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !acquire(ctx) {
 				return
 			}
 			scratch = s.build(&obj, enc, scratch)
 			if obj.lines == 0 {
+				obj.reset()
+				release()
 				continue
 			}
+		} else if !acquire(ctx) { // a retry in memory, with its object
+			s.out.Abandon(obj.lines)
+			return
 		}
 		err := s.store.put(ctx, obj.key, obj.body.Bytes())
+		release()
 		if err == nil {
 			s.out.Ack(obj.from, obj.to)
 			s.emitted.Add(uint64(obj.lines))
@@ -241,7 +277,8 @@ func (s *Sink) run(ctx context.Context) {
 // build reads the lines of the next object into obj, compressed, and
 // names it; see run for where it ends. It returns scratch for reuse.
 func (s *Sink) build(obj *object, enc *document.Encoder, scratch []byte) []byte {
-	gz := getGzip(&obj.body)
+	obj.body = bodies.Get().(*bytes.Buffer)
+	gz := getGzip(obj.body)
 	defer putGzip(gz)
 	var first time.Time
 	var firstSeq uint32

@@ -263,7 +263,7 @@ func TestRetriesWriteTheSameKey(t *testing.T) {
 func TestReplayWritesTheSameObjects(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cfg := Config{BufferDir: dir, ObjectSize: 8_000, FlushInterval: 50 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: time.Millisecond}
+	cfg := Config{BufferDir: dir, ObjectSize: 8_000, FlushInterval: 50 * time.Millisecond, LateLines: 10 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: time.Millisecond}
 
 	// What one sink writes, with nothing in its way.
 	ref := newFakeStore()
@@ -290,6 +290,9 @@ func TestReplayWritesTheSameObjects(t *testing.T) {
 	first := newTestSink(t, cfg, st)
 	send(first, 0, 300, t0)
 	first.Flush()
+	for deadline := time.Now().Add(10 * time.Second); st.count() < 3 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_ = first.Close(ctx)
@@ -338,5 +341,52 @@ func TestCloseDeadlineInMemory(t *testing.T) {
 	}
 	if err := s.Close(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v", err)
+	}
+}
+
+// TestUploadsBounded: however many sinks write objects at once, at most
+// maxUploads objects are being built or written in the process (each holds
+// a compressor and a body), and every sink's lines still get through.
+func TestUploadsBounded(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	st := newFakeStore()
+	st.setFail(func(string) error {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	})
+	const sinks = 40
+	var wg sync.WaitGroup
+	for i := range sinks {
+		c := testContainer
+		c.ID = fmt.Sprintf("%064d", i)
+		s, err := newSink(Config{Bucket: "logs", ObjectSize: 2_000, FlushInterval: time.Hour}, c, nil, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			send(s, 0, 100, t0)
+			if err := s.Close(context.Background()); err != nil {
+				t.Error(err)
+			}
+			if got := s.Stats().Emitted; got != 100 {
+				t.Errorf("sink %d: %d lines written", i, got)
+			}
+		})
+	}
+	wg.Wait()
+	if most > maxUploads {
+		t.Errorf("%d objects written at once, want at most %d", most, maxUploads)
+	}
+	if st.count() < sinks {
+		t.Errorf("%d objects for %d sinks", st.count(), sinks)
 	}
 }
