@@ -103,7 +103,8 @@
 // is written (or acknowledged), so reconnecting or failing over never
 // loses it.
 //
-// What is lost is counted in Stats.Dropped: events the full buffer
-// dropped, batches out of retries, and, without a disk buffer, what is
-// left when Close's deadline passes.
+// What is lost is counted: in Stats.Dropped, events the full buffer
+// dropped, batches out of retries and events sent after Close; in
+// Stats.Unsent, without a disk buffer, what is left when Close's deadline
+// passes (see package outbox).
 package fluentd
