@@ -45,7 +45,8 @@ type bulkClient interface {
 	// as 30d): an ILM policy on Elasticsearch, an ISM policy that attaches
 	// itself to new indices on OpenSearch, as GET / tells them apart. It
 	// returns the index settings the template must carry to attach the
-	// policy (`"index.lifecycle.name":…`), empty on OpenSearch.
+	// policy (`"index.lifecycle.name":…`), empty on OpenSearch. Like
+	// PutIndexTemplate, once per client for the same policy.
 	PutRetention(ctx context.Context, name, pattern, retention string) (settings string, err error)
 }
 
@@ -151,12 +152,13 @@ type sharedClient struct {
 	// a dial with their context.
 	sema chan struct{}
 	es   *elastic.Client
-	// tmplSema guards templates, the bodies of the index templates put
-	// through es by name: held to put one, so that the sinks sharing the
-	// client put each template once rather than once per container.
-	tmplSema  chan struct{}
-	templates map[string]string
-	refs      int // guarded by clientSet.mu
+	// putSema guards put, what was installed through es (index
+	// templates, lifecycle policies) by kind and name: held to install
+	// one, so that the sinks sharing the client install each once rather
+	// than once per container.
+	putSema chan struct{}
+	put     map[string]installed
+	refs    int // guarded by clientSet.mu
 }
 
 // acquire returns the shared client for cfg and creds, making it if there
@@ -180,11 +182,11 @@ func (cs *clientSet) acquire(cfg Config, creds Credentials) (*sharedClient, erro
 		// Credentials are added to each request by the doer, so that the
 		// library never holds them (and its sniffer, which forgets
 		// custom headers, still authenticates).
-		doer:      trackBodies{newAuthDoer(&http.Client{Transport: tr}, creds)},
-		sema:      make(chan struct{}, 1),
-		tmplSema:  make(chan struct{}, 1),
-		templates: map[string]string{},
-		refs:      1,
+		doer:    trackBodies{newAuthDoer(&http.Client{Transport: tr}, creds)},
+		sema:    make(chan struct{}, 1),
+		putSema: make(chan struct{}, 1),
+		put:     map[string]installed{},
+		refs:    1,
 	}
 	cs.m[key] = c
 	return c, nil
@@ -396,24 +398,51 @@ var (
 	responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 
-func (c *olivereClient) PutIndexTemplate(ctx context.Context, name, body string) error {
+// installed is what a sharedClient installed under a key: the
+// description it was installed from, and what installing it returned.
+type installed struct {
+	what, result string
+}
+
+// once calls install unless what was installed under key through this
+// client (or one it shares) already, and returns install's result, or the
+// one it returned then.
+func (c *olivereClient) once(ctx context.Context, key, what string, install func() (string, error)) (string, error) {
 	select {
-	case c.shared.tmplSema <- struct{}{}:
+	case c.shared.putSema <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", ctx.Err()
 	}
-	defer func() { <-c.shared.tmplSema }()
-	if b, ok := c.shared.templates[name]; ok && b == body {
-		return nil
+	defer func() { <-c.shared.putSema }()
+	if in, ok := c.shared.put[key]; ok && in.what == what {
+		return in.result, nil
 	}
-	if _, err := c.es.IndexPutIndexTemplate(name).BodyString(body).Do(ctx); err != nil {
-		return toRequestError(ctx, err)
+	result, err := install()
+	if err != nil {
+		return "", err
 	}
-	c.shared.templates[name] = body
-	return nil
+	c.shared.put[key] = installed{what: what, result: result}
+	return result, nil
+}
+
+func (c *olivereClient) PutIndexTemplate(ctx context.Context, name, body string) error {
+	_, err := c.once(ctx, "template "+name, body, func() (string, error) {
+		if _, err := c.es.IndexPutIndexTemplate(name).BodyString(body).Do(ctx); err != nil {
+			return "", toRequestError(ctx, err)
+		}
+		return "", nil
+	})
+	return err
 }
 
 func (c *olivereClient) PutRetention(ctx context.Context, name, pattern, retention string) (string, error) {
+	return c.once(ctx, "policy "+name, pattern+" "+retention, func() (string, error) {
+		return c.putRetention(ctx, name, pattern, retention)
+	})
+}
+
+// putRetention installs the policy, as PutRetention says.
+func (c *olivereClient) putRetention(ctx context.Context, name, pattern, retention string) (string, error) {
 	var info struct {
 		Version struct {
 			Distribution string `json:"distribution"`

@@ -688,23 +688,24 @@ func TestTemplateInstalled(t *testing.T) {
 }
 
 // TestTemplateInstalledOnce: the sinks of containers that share a client
-// put the index template once between them, and again only on a client
-// made after they all closed.
+// put the index template, and the lifecycle policy, once between them, and
+// again only on a client made after they all closed.
 func TestTemplateInstalledOnce(t *testing.T) {
 	t.Parallel()
 	srv := estest.NewServer(estest.Options{})
 	defer srv.Close()
 	cfg := fast(srv.URL)
-	cfg.Template = true
-	puts := func() int {
+	cfg.Template, cfg.Retention = true, "30d"
+	count := func(path string) int {
 		n := 0
 		for _, r := range srv.Requests() {
-			if r.Method == http.MethodPut && r.Path == "/_index_template/logferry-docker" {
+			if r.Method == http.MethodPut && r.Path == path {
 				n++
 			}
 		}
 		return n
 	}
+	puts := func() int { return count("/_index_template/logferry-docker") }
 	for round := 1; round <= 2; round++ {
 		sinks := make([]*Sink, 5)
 		for i := range sinks {
@@ -721,6 +722,9 @@ func TestTemplateInstalledOnce(t *testing.T) {
 		}
 		if n := puts(); n != round {
 			t.Errorf("after %d rounds of 5 sinks: %d template requests, want %d", round, n, round)
+		}
+		if n := count("/_ilm/policy/logferry-docker"); n != round {
+			t.Errorf("after %d rounds of 5 sinks: %d policy requests, want %d", round, n, round)
 		}
 	}
 	if n := srv.Count(); n != 10 {
