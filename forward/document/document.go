@@ -22,7 +22,12 @@ import (
 
 // Fields of every document, named as fluent-plugin-elasticsearch names them
 // for records of Docker's fluentd driver (logstash_format, include_tag_key,
-// tag_key @log_name), so that existing index patterns keep working.
+// tag_key @log_name), so that existing index patterns keep working; all but
+// @timestamp and @log_name are the keys of that record, which the Fluentd
+// destination sends too. Every value Docker sends is a string:
+// container_name keeps the leading "/" of Docker's container name,
+// partial_message is "true", partial_ordinal a decimal number and
+// partial_last "true" or "false".
 const (
 	FieldTimestamp     = "@timestamp"
 	FieldLog           = "log"
@@ -37,8 +42,9 @@ const (
 	FieldPartialLast    = "partial_last"
 )
 
-// partialFields mark the pieces of a split line.
-var partialFields = []string{FieldPartialMessage, FieldPartialID, FieldPartialOrdinal, FieldPartialLast}
+// PartialFields mark the pieces of a split line, in the order Docker's
+// fluentd driver adds them.
+var PartialFields = []string{FieldPartialMessage, FieldPartialID, FieldPartialOrdinal, FieldPartialLast}
 
 // timestampLayout is RFC 3339 to the second, in UTC, with the dot before
 // the nine digits of nanoseconds that follow it.
@@ -75,7 +81,7 @@ func newDocLayout(c forward.Container, partial bool) docLayout {
 	delete(extra, FieldTimestamp)
 	delete(extra, FieldLogName)
 	if partial {
-		for _, k := range partialFields {
+		for _, k := range PartialFields {
 			delete(extra, k)
 			l.keys[k] = true
 		}

@@ -11,24 +11,12 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/logferry/logferry/forward"
+	"github.com/logferry/logferry/forward/document"
 )
 
-// Record keys, as Docker's fluentd driver sends them. Every value it sends
-// is a string: container_name keeps the leading "/" of Docker's container
-// name, partial_message is "true", partial_ordinal a decimal number and
-// partial_last "true" or "false".
-const (
-	fieldContainerID    = "container_id"
-	fieldContainerName  = "container_name"
-	fieldSource         = "source"
-	fieldLog            = "log"
-	fieldPartialMessage = "partial_message"
-	fieldPartialID      = "partial_id"
-	fieldPartialOrdinal = "partial_ordinal"
-	fieldPartialLast    = "partial_last"
-)
-
-var partialFields = []string{fieldPartialMessage, fieldPartialID, fieldPartialOrdinal, fieldPartialLast}
+// The record's keys are Docker's fluentd driver's, shared with the
+// documents of the other destinations: document.Field* and
+// document.PartialFields.
 
 // layout is the part of a record that is the same for every event of a
 // container, encoded once. Docker builds the record as a map in this order
@@ -56,7 +44,7 @@ func newRecordLayout(c forward.Container, partial bool) recordLayout {
 	l := recordLayout{source: true, log: true, partial: partial, keys: map[string]bool{}}
 	extra := maps.Clone(c.Extra)
 	if partial {
-		for _, k := range partialFields {
+		for _, k := range document.PartialFields {
 			delete(extra, k)
 			l.keys[k] = true
 		}
@@ -69,20 +57,20 @@ func newRecordLayout(c forward.Container, partial bool) recordLayout {
 		l.n++
 		l.keys[k] = true
 	}
-	own(fieldContainerID, c.ID)
-	own(fieldContainerName, "/"+strings.TrimPrefix(c.Name, "/"))
+	own(document.FieldContainerID, c.ID)
+	own(document.FieldContainerName, "/"+strings.TrimPrefix(c.Name, "/"))
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		l.tail = msgp.AppendString(msgp.AppendString(l.tail, k), extra[k])
 		l.n++
 		l.keys[k] = true
 	}
-	if _, ok := extra[fieldSource]; ok {
+	if _, ok := extra[document.FieldSource]; ok {
 		l.source = false
 	}
-	if _, ok := extra[fieldLog]; ok {
+	if _, ok := extra[document.FieldLog]; ok {
 		l.log = false
 	}
-	l.keys[fieldSource], l.keys[fieldLog] = true, true
+	l.keys[document.FieldSource], l.keys[document.FieldLog] = true, true
 	return l
 }
 
@@ -129,23 +117,23 @@ func (r *record) MarshalMsg(b []byte) ([]byte, error) {
 		n++
 	}
 	if l.partial {
-		n += len(partialFields)
+		n += len(document.PartialFields)
 	}
 	b = msgp.AppendMapHeader(b, uint32(n))
 	b = append(b, l.head...)
 	if l.source {
-		b = msgp.AppendString(msgp.AppendString(b, fieldSource), ev.Source)
+		b = msgp.AppendString(msgp.AppendString(b, document.FieldSource), ev.Source)
 	}
 	if l.log {
-		b = msgp.AppendStringFromBytes(msgp.AppendString(b, fieldLog), ev.Line)
+		b = msgp.AppendStringFromBytes(msgp.AppendString(b, document.FieldLog), ev.Line)
 	}
 	b = append(b, l.tail...)
 	if l.partial {
 		p := ev.Partial
-		b = msgp.AppendString(msgp.AppendString(b, fieldPartialMessage), "true")
-		b = msgp.AppendString(msgp.AppendString(b, fieldPartialID), p.ID)
-		b = msgp.AppendString(msgp.AppendString(b, fieldPartialOrdinal), strconv.Itoa(p.Ordinal))
-		b = msgp.AppendString(msgp.AppendString(b, fieldPartialLast), strconv.FormatBool(p.Last))
+		b = msgp.AppendString(msgp.AppendString(b, document.FieldPartialMessage), "true")
+		b = msgp.AppendString(msgp.AppendString(b, document.FieldPartialID), p.ID)
+		b = msgp.AppendString(msgp.AppendString(b, document.FieldPartialOrdinal), strconv.Itoa(p.Ordinal))
+		b = msgp.AppendString(msgp.AppendString(b, document.FieldPartialLast), strconv.FormatBool(p.Last))
 	}
 	if r.fields == nil {
 		return b, nil
@@ -163,7 +151,7 @@ func (r *record) MarshalMsg(b []byte) ([]byte, error) {
 // Msgsize implements msgp.Sizer: an upper bound for a record without JSON
 // fields, a guess with them.
 func (r *record) Msgsize() int {
-	n := 5 + len(r.l.head) + len(r.l.tail) + 2*(5+len(fieldSource)) + len(r.ev.Source) + len(r.ev.Line)
+	n := 5 + len(r.l.head) + len(r.l.tail) + 2*(5+len(document.FieldSource)) + len(r.ev.Source) + len(r.ev.Line)
 	if r.l.partial {
 		n += 128 + len(r.ev.Partial.ID)
 	}
