@@ -66,3 +66,7 @@ type Container struct {
 	// labels, labels-regex, env and env-regex options.
 	Extra map[string]string
 }
+
+// ShortID returns the first 12 characters of the container's ID, as docker
+// ps shows it: how sinks name the container in their messages.
+func (c *Container) ShortID() string { return c.ID[:min(12, len(c.ID))] }

@@ -187,7 +187,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("container", shortID(c.ID), "destination", "elasticsearch")
+	log = log.With("container", c.ShortID(), "destination", Name)
 	s := &Sink{
 		cfg:       cfg,
 		pattern:   p,
@@ -734,10 +734,3 @@ func (s *Sink) reject(a *action, r itemResult) {
 // install the template, ended in time for a last attempt before Close's
 // deadline.
 func (s *Sink) wait(attempt int) time.Duration { return s.out.CapWait(s.backoff.Wait(attempt)) }
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}

@@ -1247,7 +1247,7 @@ func TestRefusedDocumentsDoNotHoldBackOthers(t *testing.T) {
 		t.Errorf("stats %+v: want the refused document counted in Retries and ItemErrors.Status429", st)
 	}
 	text := logs.String()
-	for _, want := range []string{"pushing back", "container=" + shortID(testContainer.ID), "refused=1", "share=10.0%", "status=429"} {
+	for _, want := range []string{"pushing back", "container=" + testContainer.ShortID(), "refused=1", "share=10.0%", "status=429"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("log lacks %q:\n%s", want, text)
 		}

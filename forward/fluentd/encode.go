@@ -100,7 +100,7 @@ func newEncoder(cfg Config, c forward.Container) *encoder {
 	tag := c.Tag
 	if tag == "" {
 		// Docker's default tag, {{.ID}}.
-		tag = c.ID[:min(12, len(c.ID))]
+		tag = c.ShortID()
 	}
 	e := &encoder{
 		tag:        tag,

@@ -97,7 +97,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("container", c.ID[:min(12, len(c.ID))], "destination", "fluentd")
+	log = log.With("container", c.ShortID(), "destination", Name)
 	servers := make([]*server, len(cfg.Servers))
 	for i, srv := range cfg.Servers {
 		servers[i] = &server{Server: srv}

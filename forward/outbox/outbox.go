@@ -106,7 +106,6 @@ type buffer interface {
 	Wait(ctx context.Context, minEvents int, minBytes int64) error
 	Read(ctx context.Context, maxEvents, maxBytes int, fn func(*forward.Item) bool) (int, error)
 	Ack(from, to uint64)
-	Len() (events int, bytes int64)
 	Dropped() uint64
 }
 

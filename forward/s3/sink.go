@@ -94,7 +94,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, st store) (*Sink
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("container", c.ID[:min(12, len(c.ID))], "destination", Name)
+	log = log.With("container", c.ShortID(), "destination", Name)
 	s := &Sink{
 		cfg:       cfg,
 		key:       key,
