@@ -67,13 +67,13 @@ type pressure struct {
 	accepted, refused int
 	notBefore         time.Time
 	// changed is signalled when a slot is freed or the pause changes.
-	changed chan struct{}
+	changed outbox.Wake
 }
 
 func newPressure(cfg Config) *pressure {
 	return &pressure{
 		max: cfg.Workers, backoff: outbox.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Jitter: true},
-		limit: 1, changed: make(chan struct{}, 1),
+		limit: 1, changed: outbox.NewWake(),
 	}
 }
 
@@ -149,7 +149,7 @@ func (p *pressure) release() {
 	p.mu.Lock()
 	p.inFlight--
 	p.mu.Unlock()
-	p.signal()
+	p.changed.Signal()
 }
 
 // done gives back the slot of an answered request and adapts the limit
@@ -157,7 +157,7 @@ func (p *pressure) release() {
 // request.
 func (p *pressure) done(a answer) time.Duration {
 	p.mu.Lock()
-	defer p.signal()
+	defer p.changed.Signal()
 	defer p.mu.Unlock()
 	p.inFlight--
 	var pause time.Duration
@@ -253,11 +253,4 @@ func (p *pressure) state() (inFlight, limit int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inFlight, int(p.limit)
-}
-
-func (p *pressure) signal() {
-	select {
-	case p.changed <- struct{}{}:
-	default:
-	}
 }

@@ -155,7 +155,7 @@ func TestPressureAcquire(t *testing.T) {
 		go func() {
 			time.Sleep(10 * time.Millisecond)
 			closing.Store(true)
-			p.signal()
+			p.changed.Signal()
 		}()
 		start := time.Now()
 		capWait := func(d time.Duration) time.Duration {

@@ -210,7 +210,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, dial dialFunc) (
 	return s, nil
 }
 
-func (s *Sink) start() { s.out.Start(s.run, s.press.signal) }
+func (s *Sink) start() { s.out.Start(s.run, s.press.changed.Signal) }
 
 // Send queues a copy of ev, numbered among the events of its nanosecond
 // (part of its _id, kept with it in the buffer so that a replay by a

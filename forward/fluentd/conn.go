@@ -275,7 +275,7 @@ func (s *Sink) healthCheck(ctx context.Context) {
 			}
 			conn.Close()
 			s.servers[i].down.Store(false)
-			s.signal()
+			s.wake.Signal()
 			break
 		}
 	}

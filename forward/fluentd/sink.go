@@ -77,7 +77,7 @@ type Sink struct {
 	active atomic.Int32
 	// wake tells a sender waiting to retry that a server came back, or
 	// that Close set its deadline.
-	wake chan struct{}
+	wake outbox.Wake
 
 	emitted, retries atomic.Uint64
 }
@@ -120,7 +120,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		batches: cfg.Batches,
 		backoff: outbox.Backoff{Min: cfg.RetryWait, Max: cfg.MaxRetryWait, Factor: 1.5},
 		servers: servers,
-		wake:    make(chan struct{}, 1),
+		wake:    outbox.NewWake(),
 	}
 	if s.batches == nil {
 		s.batches = forward.DefaultBatches
@@ -131,7 +131,7 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		MemEvents: cfg.QueueEvents, MemBytes: cfg.QueueBytes,
 		PartialMerge: cfg.PartialMerge, Merge: cfg.Merge,
 	}, log)
-	s.out.Start(s.run, s.signal)
+	s.out.Start(s.run, s.wake.Signal)
 	return s, nil
 }
 
@@ -148,14 +148,6 @@ func (s *Sink) Flush() { s.out.Flush() }
 // goroutines and waits for them; see outbox.Outbox.Close for what is left.
 // Later calls return ErrClosed.
 func (s *Sink) Close(ctx context.Context) error { return s.out.Close(ctx) }
-
-// signal wakes a sender waiting to retry.
-func (s *Sink) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
 
 // Stats returns the Sink's counters.
 func (s *Sink) Stats() Stats {

@@ -60,10 +60,25 @@ func capWait(wait time.Duration, deadline int64) time.Duration {
 	return wait
 }
 
-// Sleep waits d, or less when wake is signalled (a server came back,
-// Close set its deadline); it reports false when ctx ended first. A nil
-// wake never comes.
-func Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+// Wake is a signal that ends a wait early: a server came back, Close set
+// its deadline. Signals sent while nobody waits collapse into one, which
+// the next wait takes.
+type Wake chan struct{}
+
+// NewWake returns a Wake.
+func NewWake() Wake { return make(Wake, 1) }
+
+// Signal ends the current or next wait on w; it never blocks.
+func (w Wake) Signal() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
+
+// Sleep waits d, or less when wake is signalled; it reports false when ctx
+// ended first. A nil wake never comes.
+func Sleep(ctx context.Context, d time.Duration, wake Wake) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}

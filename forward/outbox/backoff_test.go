@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -53,6 +54,39 @@ func TestCapWait(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := capWait(tt.wait, tt.deadline); got > tt.max || got < tt.min {
 				t.Errorf("capWait(%v) = %v, want within [%v, %v]", tt.wait, got, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+func TestSleep(t *testing.T) {
+	t.Parallel()
+	woken := NewWake()
+	woken.Signal()
+	woken.Signal() // collapses with the first: never blocks
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		d      time.Duration
+		wake   Wake
+		want   bool
+		atMost time.Duration
+	}{
+		{"waits d", context.Background(), 20 * time.Millisecond, nil, true, time.Second},
+		{"woken early", context.Background(), time.Hour, woken, true, time.Second},
+		{"ctx ended", cancelled, time.Hour, NewWake(), false, time.Second},
+		{"nothing to wait", context.Background(), 0, nil, true, time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			if got := Sleep(tc.ctx, tc.d, tc.wake); got != tc.want {
+				t.Errorf("Sleep = %v, want %v", got, tc.want)
+			}
+			if took := time.Since(start); took > tc.atMost || took < min(tc.d, 20*time.Millisecond) && tc.wake == nil && tc.want {
+				t.Errorf("Sleep took %v", took)
 			}
 		})
 	}

@@ -60,7 +60,7 @@ type Sink struct {
 	store     store
 	backoff   outbox.Backoff
 	// wake ends a retry wait early when Close sets its deadline.
-	wake chan struct{}
+	wake outbox.Wake
 
 	emitted, objects, retries atomic.Uint64
 }
@@ -102,7 +102,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, st store) (*Sink
 		log:       ratelog.New(log, 30*time.Second),
 		store:     st,
 		backoff:   outbox.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Jitter: true},
-		wake:      make(chan struct{}, 1),
+		wake:      outbox.NewWake(),
 	}
 	s.out = outbox.Open(outbox.Config{
 		Name: Name, Dir: cfg.BufferDir, Buffer: cfg.Buffer,
@@ -112,7 +112,7 @@ func newSink(cfg Config, c forward.Container, log *slog.Logger, st store) (*Sink
 		// part of the object's key: it must not change on a replay.
 		Numbered: true,
 	}, log)
-	s.out.Start(s.run, s.signal)
+	s.out.Start(s.run, s.wake.Signal)
 	return s, nil
 }
 
@@ -141,13 +141,6 @@ func (s *Sink) Stats() Stats {
 func (s *Sink) Counters() forward.Counters {
 	st := s.Stats()
 	return st.Counters(st.Emitted, st.Retries)
-}
-
-func (s *Sink) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
 }
 
 // object is an object being built or written: its key, its compressed
