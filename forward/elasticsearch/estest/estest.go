@@ -567,8 +567,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="security" charset="UTF-8", ApiKey`)
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusUnauthorized, "security_exception",
+		s.refuse(w, http.StatusUnauthorized, "security_exception",
 			fmt.Sprintf("missing authentication credentials for REST request [%s]", r.URL.Path))
 		return
 	}
@@ -597,12 +596,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		case http.MethodGet:
 			s.getISMPolicy(w, parts[3])
 		default:
-			s.count(func(st *Stats) { st.BadRequests++ })
-			writeError(w, http.StatusMethodNotAllowed, "estest_unsupported", "method not allowed")
+			s.refuse(w, http.StatusMethodNotAllowed, "estest_unsupported", "method not allowed")
 		}
 	default:
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusNotFound, "estest_unsupported", fmt.Sprintf("estest does not serve %s %s", r.Method, r.URL.Path))
+		s.refuse(w, http.StatusNotFound, "estest_unsupported", fmt.Sprintf("estest does not serve %s %s", r.Method, r.URL.Path))
 	}
 }
 
@@ -676,8 +673,7 @@ func (s *Server) putTemplate(w http.ResponseWriter, r *http.Request, name string
 		IndexPatterns []string `json:"index_patterns"`
 	}
 	if err := json.Unmarshal(body, &tmpl); err != nil || len(tmpl.IndexPatterns) == 0 {
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: index patterns are missing;")
+		s.refuse(w, http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: index patterns are missing;")
 		return
 	}
 	s.mu.Lock()
@@ -700,8 +696,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 	// cluster's it models.
 	arrived := time.Now()
 	bad := func(typ, reason string) {
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusBadRequest, typ, reason)
+		s.refuse(w, http.StatusBadRequest, typ, reason)
 	}
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "application/x-ndjson" {
@@ -718,8 +713,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defaultIndex strin
 		return
 	}
 	if max := s.opts.MaxContentLength; max > 0 && len(raw) > max {
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusRequestEntityTooLarge, "content_too_long_exception",
+		s.refuse(w, http.StatusRequestEntityTooLarge, "content_too_long_exception",
 			fmt.Sprintf("request body is too large: %d > %d bytes", len(raw), max))
 		return
 	}
@@ -1245,6 +1239,13 @@ func randomID() string {
 	var b [15]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// refuse answers a request the server does not take as writeError does,
+// and counts it in Stats.BadRequests.
+func (s *Server) refuse(w http.ResponseWriter, status int, typ, reason string) {
+	s.count(func(st *Stats) { st.BadRequests++ })
+	writeError(w, status, typ, reason)
 }
 
 func writeError(w http.ResponseWriter, status int, typ, reason string) {

@@ -58,8 +58,7 @@ func (s *Server) putILMPolicy(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	bad := func(format string, args ...any) {
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusBadRequest, "x_content_parse_exception", fmt.Sprintf(format, args...))
+		s.refuse(w, http.StatusBadRequest, "x_content_parse_exception", fmt.Sprintf(format, args...))
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
@@ -158,8 +157,7 @@ func (s *Server) putISMPolicy(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	bad := func(format string, args ...any) {
-		s.count(func(st *Stats) { st.BadRequests++ })
-		writeError(w, http.StatusBadRequest, "illegal_argument_exception", fmt.Sprintf(format, args...))
+		s.refuse(w, http.StatusBadRequest, "illegal_argument_exception", fmt.Sprintf(format, args...))
 	}
 	var p ismPolicy
 	if err := json.Unmarshal(body, &p); err != nil || p.Policy == nil {
