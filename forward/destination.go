@@ -75,6 +75,27 @@ type Counters struct {
 	// Pressure is how hard the destination pushes back; nil for those
 	// that never answer per entry (the file, Fluentd).
 	Pressure *Pressure
+	// Servers are what went to each server of a destination that has
+	// several (Fluentd); nil for the others.
+	Servers []ServerCounters
+}
+
+// ServerCounters are what one server of a destination got, and its state.
+type ServerCounters struct {
+	// Server names it: its address, and the address it resolved to.
+	Server string
+	// State is "up" (taking entries), "standby" (healthy, taking none
+	// while another is up) or "down".
+	State string
+	// Weight is its share of the entries relative to the others', 0 when
+	// they are not spread by weight.
+	Weight int
+	// Emitted counts the entries it accepted (acknowledged, or written
+	// without acknowledgements) and Bytes the bytes written to it.
+	Emitted, Bytes uint64
+	// Acks counts the acknowledgements it sent, Failures the attempts
+	// that failed (to connect, authenticate, write or be acknowledged).
+	Acks, Failures uint64
 }
 
 // Pressure is how hard a destination that answers per entry

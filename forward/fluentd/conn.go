@@ -13,20 +13,40 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// server is one configured Fluentd server and what is known of its health.
+// server is one address of a Fluentd server: a configured Server, or one
+// of the addresses its host name resolves to. Its health and counters are
+// shared by the sender and the watcher; its link and score are the
+// sender's alone.
 type server struct {
 	Server
-	tls *tls.Config // nil unless Network is "tls"
-	// down is set when connecting to or sending to the server failed, and
-	// cleared when a connection or a health check succeeds.
+	addr string      // what is dialled: Server.Address, or an address its host resolves to
+	tls  *tls.Config // nil unless Network is "tls"
+	// down is set when connecting, authenticating, sending or a probe
+	// failed, and cleared when a delivery or a probe succeeds.
 	down atomic.Bool
+	// lastOK is when (Unix nanoseconds) the server last delivered or
+	// passed a probe: a server in use is not probed.
+	lastOK atomic.Int64
+	// events, bytes, acks and failures count what went to the server:
+	// events delivered, bytes written, acknowledgements received and
+	// failed attempts (to connect, authenticate, write or get an ack).
+	events, bytes, acks, failures atomic.Uint64
+
+	link  link
+	score int // the smooth weighted round robin's running score
 }
 
-// link is the sender's connection; only the sender goroutine touches it.
+func (s *server) String() string {
+	if s.addr == s.Address {
+		return s.Server.String()
+	}
+	return s.Server.String() + " (" + s.addr + ")"
+}
+
+// link is the sender's connection to one server.
 type link struct {
 	conn  net.Conn
 	r     *msgp.Reader // reads acknowledgements
-	idx   int          // index of the server in Sink.servers
 	since time.Time    // when it was established
 	stop  func() bool  // unregisters the close on cancellation
 	// wasUp is set once the connection delivered something, so that its
@@ -43,130 +63,269 @@ func hostOf(addr string) string {
 	return host
 }
 
-// dial connects to server i, TLS handshake included, within DialTimeout.
-func (s *Sink) dial(ctx context.Context, i int) (net.Conn, error) {
-	srv := s.servers[i]
-	d := &net.Dialer{Timeout: s.cfg.DialTimeout}
+// newServers returns the servers of cfg as configured, before any host
+// name is resolved.
+func newServers(cfg Config) ([]*server, error) {
+	servers := make([]*server, len(cfg.Servers))
+	for i, srv := range cfg.Servers {
+		servers[i] = &server{Server: srv, addr: srv.Address}
+		switch srv.Network {
+		case "tls":
+			tc, err := clientTLS(cfg.TLS, hostOf(srv.Address))
+			if err != nil {
+				return nil, err
+			}
+			servers[i].tls = tc
+		case "tcp", "unix":
+		default:
+			return nil, fmt.Errorf("fluentd: server %q: unknown network %q", srv.Address, srv.Network)
+		}
+	}
+	return servers, nil
+}
+
+// list returns the servers as last resolved.
+func (s *Sink) list() []*server { return *s.servers.Load() }
+
+// dial connects to srv, TLS handshake and authentication included, within
+// DialTimeout.
+func (s *Sink) dial(ctx context.Context, srv *server) (net.Conn, *msgp.Reader, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	d := &net.Dialer{}
 	var conn net.Conn
 	var err error
 	switch srv.Network {
 	case "tls":
 		td := &tls.Dialer{NetDialer: d, Config: srv.tls}
-		conn, err = td.DialContext(ctx, "tcp", srv.Address)
+		conn, err = td.DialContext(ctx, "tcp", srv.addr)
 	case "unix":
-		conn, err = d.DialContext(ctx, "unix", srv.Address)
+		conn, err = d.DialContext(ctx, "unix", srv.addr)
 	default:
-		conn, err = d.DialContext(ctx, "tcp", srv.Address)
+		conn, err = d.DialContext(ctx, "tcp", srv.addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dial %q: %w", srv.String(), err)
+		return nil, nil, fmt.Errorf("dial %q: %w", srv.String(), err)
 	}
-	return conn, nil
+	r := msgp.NewReader(conn)
+	if s.cfg.Auth.enabled() {
+		deadline, _ := ctx.Deadline()
+		if err := s.cfg.Auth.handshake(conn, r, deadline); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("handshake with %q: %w", srv.String(), err)
+		}
+	}
+	return conn, r, nil
 }
 
-// connect connects l to the first server that accepts, trying those not
-// known to be down first, each in the configured order.
-func (s *Sink) connect(ctx context.Context, l *link) error {
-	order := make([]int, 0, len(s.servers))
-	for i, srv := range s.servers {
-		if !srv.down.Load() {
-			order = append(order, i)
-		}
+// connect opens srv's link.
+func (s *Sink) connect(ctx context.Context, srv *server) error {
+	conn, r, err := s.dial(ctx, srv)
+	if err != nil {
+		return err
 	}
-	for i, srv := range s.servers {
-		if srv.down.Load() {
-			order = append(order, i)
-		}
-	}
-	var errs []error
-	for _, i := range order {
-		conn, err := s.dial(ctx, i)
-		if err != nil {
-			s.servers[i].down.Store(true)
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		s.servers[i].down.Store(false)
-		*l = link{conn: conn, r: msgp.NewReader(conn), idx: i, since: time.Now()}
-		l.stop = context.AfterFunc(ctx, func() { conn.Close() })
-		if prev := s.active.Swap(int32(i)); prev != int32(i) && len(s.servers) > 1 {
-			s.log.Info("connect", "connected to Fluentd", "server", s.servers[i].String())
-		}
-		return nil
-	}
-	return errors.Join(errs...)
+	srv.link = link{conn: conn, r: r, since: time.Now()}
+	srv.link.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	s.linked = append(s.linked, srv)
+	return nil
 }
 
-// disconnect closes l's connection, if any.
-func (s *Sink) disconnect(l *link) {
+// disconnect closes srv's link, if open.
+func (s *Sink) disconnect(srv *server) {
+	l := &srv.link
 	if l.conn == nil {
 		return
 	}
 	l.stop()
 	l.conn.Close()
-	l.conn, l.r = nil, nil
-	s.active.Store(-1)
-}
-
-// fail closes l after an error on it and marks its server down.
-func (s *Sink) fail(l *link) {
-	if l.conn != nil {
-		s.servers[l.idx].down.Store(true)
-	}
-	s.disconnect(l)
-}
-
-// betterThan reports whether a server preferred to server i is up.
-func (s *Sink) betterThan(i int) bool {
-	for _, srv := range s.servers[:i] {
-		if !srv.down.Load() {
-			return true
+	*l = link{}
+	for i, o := range s.linked {
+		if o == srv {
+			s.linked = append(s.linked[:i], s.linked[i+1:]...)
+			break
 		}
 	}
-	return false
 }
 
-// deliver makes one attempt to deliver what b has not delivered yet.
-func (s *Sink) deliver(ctx context.Context, l *link, b *batch) error {
+// disconnectAll closes every link; only the sender calls it.
+func (s *Sink) disconnectAll() {
+	for len(s.linked) > 0 {
+		s.disconnect(s.linked[0])
+	}
+}
+
+// markDown records a failure of srv, whose link it closes.
+func (s *Sink) markDown(srv *server, err error) {
+	srv.failures.Add(1)
+	s.disconnect(srv)
+	if !srv.down.Swap(true) || errors.Is(err, ErrAuth) || errors.Is(err, errNoHelo) {
+		level := s.log.Warn
+		if errors.Is(err, ErrAuth) || errors.Is(err, errNoHelo) || errors.Is(err, errWantsAuth) {
+			level = s.log.Error // a configuration to fix, not an outage
+		}
+		level("down "+srv.String(), "Fluentd server down", "server", srv.String(), "error", err)
+	}
+}
+
+// markUp records that srv delivered or passed a probe.
+func (s *Sink) markUp(srv *server) {
+	srv.lastOK.Store(time.Now().UnixNano())
+	if srv.down.Swap(false) {
+		s.log.Info("up "+srv.String(), "Fluentd server up", "server", srv.String())
+		s.wake.Signal()
+	}
+}
+
+// rank orders servers for an attempt: healthy ones before standbys (with
+// BalanceWeighted) before those known to be down.
+func rank(srv *server) int {
+	switch {
+	case srv.down.Load():
+		return 2
+	case srv.Standby:
+		return 1
+	}
+	return 0
+}
+
+// candidates returns the servers to try a batch on, in order: with
+// BalanceWeighted the one the weights choose first; then the healthy
+// ones, the standbys and those known to be down, each in the configured
+// order (those down last, as they may be back).
+func (s *Sink) candidates(list []*server) []*server {
+	order := s.order[:0]
+	var first *server
+	if s.cfg.Balance == BalanceWeighted {
+		first = pickWeighted(list)
+		if first != nil {
+			order = append(order, first)
+		}
+	}
+	for r := range 3 {
+		for _, srv := range list {
+			if srv != first && rank(srv) == r {
+				order = append(order, srv)
+			}
+		}
+	}
+	s.order = order
+	return order
+}
+
+// pickWeighted chooses among the healthy servers of the best rank, in
+// proportion to their weights, by smooth weighted round robin (as nginx
+// does): the choices interleave rather than come in runs. Nil when every
+// server is down.
+func pickWeighted(list []*server) *server {
+	best := 2
+	for _, srv := range list {
+		best = min(best, rank(srv))
+	}
+	if best == 2 {
+		return nil
+	}
+	var pick *server
+	total := 0
+	for _, srv := range list {
+		if rank(srv) != best {
+			continue
+		}
+		srv.score += srv.Weight
+		total += srv.Weight
+		if pick == nil || srv.score > pick.score {
+			pick = srv
+		}
+	}
+	pick.score -= total
+	return pick
+}
+
+// prune closes the links of servers no longer in list (their host name
+// resolves elsewhere now).
+func (s *Sink) prune(list []*server) {
+	for i := 0; i < len(s.linked); {
+		srv := s.linked[i]
+		found := false
+		for _, o := range list {
+			found = found || o == srv
+		}
+		if found {
+			i++
+			continue
+		}
+		s.disconnect(srv)
+	}
+}
+
+// deliver makes one attempt to deliver what b has not delivered yet: on
+// each candidate server in turn, until one takes it or the batch was
+// written (its memory given back, with a disk buffer) and failed.
+func (s *Sink) deliver(ctx context.Context, b *batch) error {
+	list := s.list()
+	s.prune(list)
+	s.wasUp = false
+	var errs []error
+	for i, srv := range s.candidates(list) {
+		err := s.deliverTo(ctx, srv, b, b.attempts > 0 || i > 0)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil || b.buf == nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deliverTo makes one attempt to deliver what b has not delivered yet to
+// srv; again says whether its requests were sent before.
+func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool) error {
+	l := &srv.link
 	if l.conn != nil {
 		switch {
-		case s.betterThan(l.idx):
-			s.disconnect(l) // fail back to the preferred server
 		case s.cfg.ReconnectInterval > 0 && time.Since(l.since) > s.cfg.ReconnectInterval:
-			s.disconnect(l)
+			s.disconnect(srv)
 		case !s.cfg.RequestAck && !peerOpen(l.conn):
 			// Without acknowledgements, a write on a connection the
 			// server has closed would seem to succeed and be lost.
-			s.disconnect(l)
+			s.disconnect(srv)
 		}
 	}
 	if l.conn == nil {
-		if err := s.connect(ctx, l); err != nil {
+		if err := s.connect(ctx, srv); err != nil {
+			s.markDown(srv, err)
 			return err
 		}
 	}
-	srv := s.servers[l.idx].String()
+	if s.cfg.Balance == BalanceFailover {
+		s.use(srv)
+	}
+	name := srv.String()
 	bufs := make(net.Buffers, 0, len(b.reqs))
+	size := 0
 	for i, req := range b.reqs {
 		if !b.acked[i] {
 			bufs = append(bufs, req)
+			size += len(req)
 		}
 	}
 	pending := len(bufs) // WriteTo consumes bufs
-	if b.attempts > 0 {
+	if again {
 		s.retries.Add(uint64(pending))
 	}
+	fail := func(err error) error {
+		s.wasUp = s.wasUp || l.wasUp
+		s.markDown(srv, err)
+		return err
+	}
 	if err := setDeadline(l.conn.SetWriteDeadline, s.cfg.WriteTimeout); err != nil {
-		s.fail(l)
-		return fmt.Errorf("write to %q: %w", srv, err)
+		return fail(fmt.Errorf("write to %q: %w", name, err))
 	}
 	if _, err := bufs.WriteTo(l.conn); err != nil {
-		s.fail(l)
-		return fmt.Errorf("write to %q: %w", srv, err)
+		return fail(fmt.Errorf("write to %q: %w", name, err))
 	}
+	srv.bytes.Add(uint64(size))
 	if s.out.OnDisk() {
 		// Written: should the acknowledgement not come, the batch is
 		// read from disk again, so its memory can go now.
@@ -176,7 +335,7 @@ func (s *Sink) deliver(ctx context.Context, l *link, b *batch) error {
 		for i := range b.acked {
 			if !b.acked[i] {
 				b.acked[i] = true
-				s.emitted.Add(uint64(b.counts[i]))
+				s.delivered(srv, b.counts[i])
 			}
 		}
 		l.wasUp = true
@@ -184,24 +343,53 @@ func (s *Sink) deliver(ctx context.Context, l *link, b *batch) error {
 	}
 	for range pending {
 		if err := setDeadline(l.conn.SetReadDeadline, s.cfg.AckTimeout); err != nil {
-			s.fail(l)
-			return fmt.Errorf("read ack from %q: %w", srv, err)
+			return fail(fmt.Errorf("read ack from %q: %w", name, err))
+		}
+		if t, err := l.r.NextType(); err == nil && t == msgp.ArrayType {
+			// The only array a server sends is HELO.
+			return fail(fmt.Errorf("read ack from %q: %w", name, errWantsAuth))
 		}
 		var resp ackResponse
 		if err := resp.DecodeMsg(l.r); err != nil {
-			s.fail(l)
-			return fmt.Errorf("read ack from %q: %w", srv, err)
+			return fail(fmt.Errorf("read ack from %q: %w", name, err))
 		}
 		i := b.pendingChunk(resp.Ack)
 		if i < 0 {
-			s.fail(l)
-			return fmt.Errorf("read ack from %q: unexpected ack %q", srv, resp.Ack)
+			return fail(fmt.Errorf("read ack from %q: unexpected ack %q", name, resp.Ack))
 		}
 		b.acked[i] = true
-		s.emitted.Add(uint64(b.counts[i]))
+		srv.acks.Add(1)
+		s.delivered(srv, b.counts[i])
 		l.wasUp = true
 	}
 	return nil
+}
+
+// errWantsAuth is wrapped when a server sends HELO to a logferry that has
+// no shared key.
+var errWantsAuth = errors.New("the server asks for shared-key authentication (it sent HELO): set the plugin's " + SettingSharedKey)
+
+// delivered counts n events delivered to srv.
+func (s *Sink) delivered(srv *server, n int) {
+	s.emitted.Add(uint64(n))
+	srv.events.Add(uint64(n))
+	s.markUp(srv)
+}
+
+// use makes srv the server in use with BalanceFailover: the link of the
+// one used before closes, as only one is in use.
+func (s *Sink) use(srv *server) {
+	prev := s.current
+	if prev == srv {
+		return
+	}
+	s.current = srv
+	if prev != nil {
+		s.disconnect(prev)
+	}
+	if len(s.cfg.Servers) > 1 || len(s.list()) > 1 {
+		s.log.Info("connect", "connected to Fluentd", "server", srv.String())
+	}
 }
 
 // pendingChunk returns the index of the unacknowledged request with chunk
@@ -247,36 +435,4 @@ func peerOpen(conn net.Conn) bool {
 		return true // never wait for the socket to become readable
 	})
 	return err == nil && open
-}
-
-// healthCheck probes, every HealthCheckInterval, the servers known to be
-// down that are preferred to the one in use (all of them when none is), and
-// wakes the sender when one accepts connections again.
-func (s *Sink) healthCheck(ctx context.Context) {
-	t := time.NewTicker(s.cfg.HealthCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		limit := len(s.servers)
-		if active := int(s.active.Load()); active >= 0 {
-			limit = active
-		}
-		for i := range limit {
-			if !s.servers[i].down.Load() {
-				continue
-			}
-			conn, err := s.dial(ctx, i)
-			if err != nil {
-				continue
-			}
-			conn.Close()
-			s.servers[i].down.Store(false)
-			s.wake.Signal()
-			break
-		}
-	}
 }

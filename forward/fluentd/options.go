@@ -25,7 +25,9 @@ import (
 const (
 	// KeyAddress is the Fluentd server, or a comma-separated list of them
 	// in order of preference: host[:port], tcp://host[:port],
-	// tls://host[:port] or unix:///path. Forwarding is on when it is set.
+	// tls://host[:port] or unix:///path, each optionally followed by
+	// ?weight=N or ?standby with fluentd-balance=weighted. Forwarding is on
+	// when it is set.
 	KeyAddress = "fluentd-address"
 	// KeyAsync is accepted for compatibility: logferry always connects and
 	// sends in the background.
@@ -64,9 +66,12 @@ const (
 	KeyFlushInterval = "fluentd-flush-interval"
 	// KeyBufferBytes is the most bytes of events waiting to be sent.
 	KeyBufferBytes = "fluentd-buffer-bytes"
-	// KeyHealthCheckInterval is how often servers earlier in the
-	// fluentd-address list are probed while a later one is in use.
+	// KeyHealthCheckInterval is how often servers that are down, or not
+	// in use, are probed.
 	KeyHealthCheckInterval = "fluentd-health-check-interval"
+	// KeyBalance is how batches are spread over the servers: failover
+	// (the first healthy server takes them all) or weighted.
+	KeyBalance = "fluentd-balance"
 	// KeyTLSCA is a PEM file of the CAs that sign the server certificate,
 	// replacing the system roots.
 	KeyTLSCA = "fluentd-tls-ca"
@@ -95,6 +100,7 @@ var Keys = sorted(
 	KeyAsync,
 	KeyAsyncConnect,
 	KeyAsyncReconnectInterval,
+	KeyBalance,
 	KeyBatchSize,
 	KeyBufferBytes,
 	KeyBufferLimit,
@@ -133,6 +139,14 @@ const (
 	DefaultAckTimeout          = 30 * time.Second
 	DefaultDialTimeout         = 3 * time.Second
 	DefaultHealthCheckInterval = 5 * time.Second
+	// DefaultWeight is a server's weight when its address gives none, as
+	// in Fluentd's out_forward.
+	DefaultWeight = 60
+	// DefaultResolveInterval is how often host names are resolved again
+	// when fluentd-async-reconnect-interval does not say.
+	DefaultResolveInterval = 30 * time.Second
+
+	maxWeight = 10000
 
 	maxBatchSize         = 64 << 20
 	minReconnectInterval = 100 * time.Millisecond
@@ -169,12 +183,40 @@ var modeNames = map[Mode]string{
 
 func (m Mode) String() string { return modeNames[m] }
 
+// Balance is how batches are spread over the servers.
+type Balance int
+
+const (
+	// BalanceFailover sends every batch to the first healthy server in
+	// the order of Config.Servers: the default, and Docker's behaviour
+	// for a single server.
+	BalanceFailover Balance = iota
+	// BalanceWeighted spreads batches over every healthy server that is
+	// not a standby, in proportion to their weights; standbys take them
+	// only while no other server is healthy.
+	BalanceWeighted
+)
+
+var balanceNames = map[Balance]string{
+	BalanceFailover: "failover",
+	BalanceWeighted: "weighted",
+}
+
+func (b Balance) String() string { return balanceNames[b] }
+
 // Server is one Fluentd endpoint.
 type Server struct {
 	// Network is "tcp", "tls" or "unix".
 	Network string
-	// Address is host:port, or a socket path for "unix".
+	// Address is host:port, or a socket path for "unix". A host name
+	// that resolves to several addresses stands for all of them.
 	Address string
+	// Weight is the server's share of the batches with BalanceWeighted,
+	// relative to the others'; 0 means DefaultWeight.
+	Weight int
+	// Standby servers take batches, with BalanceWeighted, only while no
+	// other server is healthy.
+	Standby bool
 }
 
 func (s Server) String() string {
@@ -260,10 +302,20 @@ type Config struct {
 	// ReconnectInterval, when positive, replaces a connection older than
 	// this before sending the next batch. Default 0: keep it.
 	ReconnectInterval time.Duration
-	// HealthCheckInterval is how often servers earlier in Servers are
-	// probed while a later one is in use; default
-	// DefaultHealthCheckInterval (5s).
+	// HealthCheckInterval is how often servers that are down, or have not
+	// delivered anything for that long, are probed (connecting, and with
+	// Auth the handshake); default DefaultHealthCheckInterval (5s).
 	HealthCheckInterval time.Duration
+	// ResolveInterval is how often host names in Servers are resolved
+	// again; default ReconnectInterval if set, else
+	// DefaultResolveInterval (30s).
+	ResolveInterval time.Duration
+	// Balance is how batches are spread over Servers; default
+	// BalanceFailover.
+	Balance Balance
+	// Auth, when its SharedKey is set, authenticates every connection
+	// with the Forward protocol's handshake.
+	Auth Auth
 	// TLS applies to tls:// servers.
 	TLS TLSConfig
 	// SharedOptions are those every destination shares: the buffer's
@@ -305,6 +357,18 @@ func (cfg Config) withDefaults() Config {
 	if cfg.HealthCheckInterval <= 0 {
 		cfg.HealthCheckInterval = DefaultHealthCheckInterval
 	}
+	if cfg.ResolveInterval <= 0 {
+		cfg.ResolveInterval = DefaultResolveInterval
+		if cfg.ReconnectInterval > 0 {
+			cfg.ResolveInterval = cfg.ReconnectInterval
+		}
+	}
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i := range cfg.Servers {
+		if cfg.Servers[i].Weight <= 0 {
+			cfg.Servers[i].Weight = DefaultWeight
+		}
+	}
 	return cfg
 }
 
@@ -325,10 +389,19 @@ func ParseConfig(opts map[string]string) (cfg Config, enabled bool, err error) {
 	}
 	p := parser{opts: opts}
 	cfg.SharedOptions, p.err = forward.ParseSharedOptions(opts)
+	if v, ok := opts[KeyBalance]; ok {
+		switch v {
+		case "failover":
+		case "weighted":
+			cfg.Balance = BalanceWeighted
+		default:
+			p.fail(KeyBalance, "must be failover or weighted")
+		}
+	}
 	if enabled {
-		cfg.Servers, err = parseAddresses(addr)
+		cfg.Servers, err = parseAddresses(addr, cfg.Balance)
 		if err != nil {
-			return Config{}, false, forward.OptionError(KeyAddress, addr, err.Error()+"; accepted: host[:port], tcp://host[:port], tls://host[:port] or unix:///path, several separated by commas")
+			return Config{}, false, forward.OptionError(KeyAddress, addr, err.Error()+"; accepted: host[:port], tcp://host[:port], tls://host[:port] or unix:///path, several separated by commas, each followed by ?weight=N (1 to 10000, default 60) or ?standby with fluentd-balance=weighted")
 		}
 	}
 	p.bool(KeyAsync)
@@ -498,26 +571,56 @@ func (p *parser) size(key, accepted string) (int64, bool) {
 // parses one address: no scheme means tcp; tcp and tls take an optional
 // host (default 127.0.0.1) and port (default 24224) and no path; unix takes
 // an absolute path. udp and unixgram are refused, as by current Docker.
-func parseAddresses(value string) ([]Server, error) {
+// With BalanceWeighted, each may end with ?weight=N or ?standby.
+func parseAddresses(value string, balance Balance) ([]Server, error) {
 	var servers []Server
 	for a := range strings.SplitSeq(value, ",") {
 		a = strings.TrimSpace(a)
 		if a == "" && value != "" {
 			return nil, fmt.Errorf("empty address in list")
 		}
-		s, err := parseAddress(a)
+		s, err := parseServer(a, balance)
 		if err != nil {
 			if a != value {
 				return nil, fmt.Errorf("%q: %w", a, err)
 			}
 			return nil, err
 		}
-		if slices.Contains(servers, s) {
+		if slices.ContainsFunc(servers, func(o Server) bool { return o.Network == s.Network && o.Address == s.Address }) {
 			return nil, fmt.Errorf("%q is listed twice", a)
 		}
 		servers = append(servers, s)
 	}
+	if balance == BalanceWeighted && !slices.ContainsFunc(servers, func(s Server) bool { return !s.Standby }) {
+		return nil, fmt.Errorf("every server is a standby")
+	}
 	return servers, nil
+}
+
+// parseServer parses one address of fluentd-address with its ?weight or
+// ?standby suffix.
+func parseServer(a string, balance Balance) (Server, error) {
+	addr, query, found := strings.Cut(a, "?")
+	s, err := parseAddress(addr)
+	if err != nil || !found {
+		return s, err
+	}
+	if balance != BalanceWeighted {
+		return Server{}, fmt.Errorf("?%s needs fluentd-balance=weighted", query)
+	}
+	switch {
+	case query == "standby" || query == "standby=true":
+		s.Standby = true
+	case strings.HasPrefix(query, "weight="):
+		n, err := strconv.Atoi(strings.TrimPrefix(query, "weight="))
+		if err != nil || n < 1 || n > maxWeight {
+			return Server{}, fmt.Errorf("?%s: the weight must be a whole number from 1 to %d", query, maxWeight)
+		}
+		s.Weight = n
+	default:
+		return Server{}, fmt.Errorf("unknown suffix ?%s", query)
+	}
+	return s, nil
 }
 
 func parseAddress(address string) (Server, error) {

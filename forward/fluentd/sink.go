@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,10 +73,18 @@ type Sink struct {
 	retryTo              uint64
 	rereadFrom, rereadTo uint64
 	enc                  *encoder // used by the sender goroutine only
-	servers              []*server
 
-	// active is the index in servers of the connected server, -1 for none.
-	active atomic.Int32
+	// servers are the servers as last resolved, replaced (never changed)
+	// by the watcher.
+	servers atomic.Pointer[[]*server]
+	// The sender's: the servers with an open link, the one in use with
+	// BalanceFailover, the candidates of the attempt being made, and
+	// whether a failed server of the last attempt had delivered (then the
+	// next attempt is at once).
+	linked  []*server
+	current *server
+	order   []*server
+	wasUp   bool
 	// wake tells a sender waiting to retry that a server came back, or
 	// that Close set its deadline.
 	wake outbox.Wake
@@ -98,19 +108,13 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("container", c.ShortID(), "destination", Name)
-	servers := make([]*server, len(cfg.Servers))
-	for i, srv := range cfg.Servers {
-		servers[i] = &server{Server: srv}
-		switch srv.Network {
-		case "tls":
-			tc, err := clientTLS(cfg.TLS, hostOf(srv.Address))
-			if err != nil {
-				return nil, err
-			}
-			servers[i].tls = tc
-		case "tcp", "unix":
-		default:
-			return nil, fmt.Errorf("fluentd: server %q: unknown network %q", srv.Address, srv.Network)
+	servers, err := newServers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Auth.enabled() && cfg.Auth.Hostname == "" {
+		if cfg.Auth.Hostname, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("fluentd: host name for the handshake: %w", err)
 		}
 	}
 	s := &Sink{
@@ -119,13 +123,12 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		enc:     newEncoder(cfg, c),
 		batches: cfg.Batches,
 		backoff: outbox.Backoff{Min: cfg.RetryWait, Max: cfg.MaxRetryWait, Factor: 1.5},
-		servers: servers,
 		wake:    outbox.NewWake(),
 	}
+	s.servers.Store(&servers)
 	if s.batches == nil {
 		s.batches = forward.DefaultBatches
 	}
-	s.active.Store(-1)
 	s.out = outbox.Open(outbox.Config{
 		Name: Name, Dir: cfg.BufferDir, Buffer: cfg.Buffer,
 		MemEvents: cfg.QueueEvents, MemBytes: cfg.QueueBytes,
@@ -154,13 +157,14 @@ func (s *Sink) Stats() Stats {
 	return Stats{Emitted: s.emitted.Load(), Retries: s.retries.Load(), Stats: s.out.Stats()}
 }
 
-// run is the sender, and the health checks beside it while it runs.
+// run is the sender, and the watcher (name resolution and health checks)
+// beside it while it runs.
 func (s *Sink) run(ctx context.Context) {
 	// Health checks also find a lone server back long before the retry
 	// wait, which grows to a minute during an outage, would.
 	hctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { s.healthCheck(hctx) })
+	wg.Go(func() { s.watch(hctx) })
 	s.send(ctx)
 	stop()
 	wg.Wait()
@@ -173,8 +177,7 @@ func (s *Sink) run(ctx context.Context) {
 // costs no memory. It returns when the queue is closed and empty, or when
 // ctx is cancelled.
 func (s *Sink) send(ctx context.Context) {
-	var l link
-	defer s.disconnect(&l)
+	defer s.disconnectAll()
 	b := &batch{}
 	defer func() { b.release(s.batches) }()
 	have := false
@@ -194,7 +197,7 @@ func (s *Sink) send(ctx context.Context) {
 			}
 			retryAttempts = 0
 		}
-		err := s.deliver(ctx, &l, b)
+		err := s.deliver(ctx, b)
 		if err == nil {
 			s.out.Ack(b.ackFrom, b.ackTo)
 			b.release(s.batches)
@@ -221,12 +224,12 @@ func (s *Sink) send(ctx context.Context) {
 			}
 		}
 		wait := s.wait(fails)
-		if fails == 1 && l.wasUp {
-			// The connection had worked: reconnect at once, as after a
-			// server restart, and back off only if that fails too.
+		if fails == 1 && (s.wasUp || s.anyUp()) {
+			// The connection had worked, or another server is up: try
+			// again at once, as after a server restart, and back off
+			// only if that fails too.
 			wait = 0
 		}
-		l.wasUp = false
 		if !outbox.Sleep(ctx, wait, s.wake) {
 			if have {
 				s.lose(b)
@@ -234,6 +237,11 @@ func (s *Sink) send(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// anyUp reports whether a server is not known to be down.
+func (s *Sink) anyUp() bool {
+	return slices.ContainsFunc(s.list(), func(srv *server) bool { return !srv.down.Load() })
 }
 
 // takeBack gives up the memory of a batch that failed, with a disk
