@@ -283,13 +283,23 @@ func (s *Sink) deliver(ctx context.Context, b *batch) error {
 func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool) error {
 	l := &srv.link
 	if l.conn != nil {
-		switch {
-		case s.cfg.ReconnectInterval > 0 && time.Since(l.since) > s.cfg.ReconnectInterval:
+		if s.cfg.ReconnectInterval > 0 && time.Since(l.since) > s.cfg.ReconnectInterval {
 			s.disconnect(srv)
-		case !s.cfg.RequestAck && !peerOpen(l.conn):
+		} else if !s.cfg.RequestAck {
 			// Without acknowledgements, a write on a connection the
 			// server has closed would seem to succeed and be lost.
-			s.disconnect(srv)
+			switch peek(l.conn) {
+			case peerClosed:
+				s.disconnect(srv)
+			case peerSent:
+				if s.cfg.Auth.enabled() {
+					s.disconnect(srv) // not a HELO: start again
+					break
+				}
+				err := fmt.Errorf("write to %q: %w", srv.String(), errWantsAuth)
+				s.markDown(srv, err)
+				return err
+			}
 		}
 	}
 	if l.conn == nil {
@@ -345,7 +355,7 @@ func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool)
 		if err := setDeadline(l.conn.SetReadDeadline, s.cfg.AckTimeout); err != nil {
 			return fail(fmt.Errorf("read ack from %q: %w", name, err))
 		}
-		if t, err := l.r.NextType(); err == nil && t == msgp.ArrayType {
+		if t, err := l.r.NextType(); err == nil && t == msgp.ArrayType && !s.cfg.Auth.enabled() {
 			// The only array a server sends is HELO.
 			return fail(fmt.Errorf("read ack from %q: %w", name, errWantsAuth))
 		}
@@ -411,28 +421,48 @@ func setDeadline(set func(time.Time) error, timeout time.Duration) error {
 	return set(time.Now().Add(timeout))
 }
 
-// peerOpen reports whether the server has not closed conn, by peeking at
-// the socket without waiting: the server never sends anything unasked, so
+// peer is what a non-blocking look at a connection finds.
+type peer int
+
+const (
+	peerIdle   peer = iota // open, nothing to read
+	peerClosed             // closed by the server, or broken
+	peerSent               // the server sent something unasked
+)
+
+// peek looks at conn's socket without waiting: the server never sends
+// anything unasked (but HELO, to a client that should authenticate), so
 // end of file means it closed the connection (or died). TLS records, such
-// as session tickets, may be waiting: that is an open connection too.
-func peerOpen(conn net.Conn) bool {
-	if tc, ok := conn.(*tls.Conn); ok {
+// as session tickets, may be waiting on a TLS connection: that is an
+// open connection too.
+func peek(conn net.Conn) peer {
+	tc, isTLS := conn.(*tls.Conn)
+	if isTLS {
 		conn = tc.NetConn()
 	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return true
+		return peerIdle
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return peerClosed
 	}
-	open := true
+	state := peerIdle
 	err = raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = n > 0 || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR)
+		switch {
+		case n > 0 && !isTLS:
+			state = peerSent
+		case n > 0 || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
+		default:
+			state = peerClosed
+		}
 		return true // never wait for the socket to become readable
 	})
-	return err == nil && open
+	if err != nil {
+		return peerClosed
+	}
+	return state
 }

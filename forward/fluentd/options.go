@@ -1,6 +1,7 @@
 package fluentd
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -316,6 +317,8 @@ type Config struct {
 	// Auth, when its SharedKey is set, authenticates every connection
 	// with the Forward protocol's handshake.
 	Auth Auth
+	// lookupHost, if set, replaces the resolver's LookupIPAddr for tests.
+	lookupHost func(ctx context.Context, host string) ([]net.IPAddr, error)
 	// TLS applies to tls:// servers.
 	TLS TLSConfig
 	// SharedOptions are those every destination shares: the buffer's
@@ -323,6 +326,14 @@ type Config struct {
 	// lines that are JSON objects into their records, see
 	// forward.JSONFields) and partial-merge (see forward.MergeStage).
 	forward.SharedOptions
+}
+
+// lookup resolves host to its addresses.
+func (cfg Config) lookup(ctx context.Context, host string) ([]net.IPAddr, error) {
+	if cfg.lookupHost != nil {
+		return cfg.lookupHost(ctx, host)
+	}
+	return net.DefaultResolver.LookupIPAddr(ctx, host)
 }
 
 // withDefaults returns cfg with its zero fields replaced by the defaults.

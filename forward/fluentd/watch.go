@@ -86,7 +86,7 @@ func (s *Sink) resolve(ctx context.Context) {
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		ips, err := net.DefaultResolver.LookupIPAddr(lctx, host)
+		ips, err := s.cfg.lookup(lctx, host)
 		cancel()
 		if err != nil || len(ips) == 0 {
 			if ctx.Err() == nil {

@@ -68,6 +68,8 @@ type Request struct {
 	StrEntries bool
 	// Bytes is the encoded size of the request.
 	Bytes int
+	// At is when the Server received it.
+	At time.Time
 }
 
 // Parse decodes one encoded request strictly, as a Server does, and returns

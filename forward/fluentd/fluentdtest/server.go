@@ -15,8 +15,10 @@
 //
 // It can be stopped and restarted on the same address, made to withhold
 // acks or close connections (SetHook, CutAfter) and serve TLS (Config.TLS,
-// with a CA made by NewCA). It does not implement the optional shared-key
-// handshake.
+// with a CA made by NewCA). With Config.Security it asks every connection
+// for the shared-key handshake (HELO, PING, PONG) as Fluentd's <security>
+// does, and refuses a wrong key, a wrong user or password, and a
+// connection that sends anything but a PING first.
 package fluentdtest
 
 import (
@@ -61,6 +63,19 @@ type Config struct {
 	Addr string
 	// TLS, when set, makes the Server speak TLS.
 	TLS *tls.Config
+	// Security, when set, makes the Server authenticate every connection.
+	Security *Security
+}
+
+// Security is a Server's <security> section.
+type Security struct {
+	// SharedKey is the key clients must prove they know.
+	SharedKey string
+	// Hostname is the Server's name in PONG; default "fluentdtest".
+	Hostname string
+	// Users, when not empty, are the user names and passwords one of
+	// which a client must give.
+	Users map[string]string
 }
 
 // Server is a Forward protocol receiver. Its methods are safe for
@@ -85,6 +100,8 @@ type Server struct {
 	heartbeats int
 	truncated  int
 	handshakes int // failed TLS handshakes
+	authOK     int      // connections authenticated
+	authFailed []string // why connections failed authentication
 	hook       func(*Request) Action
 	changed    chan struct{} // closed and replaced when requests change
 	closed     bool
@@ -269,6 +286,22 @@ func (s *Server) FailedHandshakes() int {
 	return s.handshakes
 }
 
+// Authenticated returns how many connections passed the shared-key
+// handshake.
+func (s *Server) Authenticated() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authOK
+}
+
+// AuthFailures returns why connections failed the shared-key handshake,
+// as the Server told them in PONG.
+func (s *Server) AuthFailures() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.authFailed...)
+}
+
 // TakeViolations returns the deviations recorded so far and forgets them,
 // for tests that send invalid requests on purpose.
 func (s *Server) TakeViolations() []error {
@@ -371,6 +404,9 @@ func (s *Server) serve(conn net.Conn, seq int) {
 		}
 	}
 	r := msgp.NewReader(cutReader{s, conn})
+	if s.cfg.Security != nil && !s.authenticate(conn, r) {
+		return
+	}
 	for {
 		var raw msgp.Raw
 		err := raw.DecodeMsg(r)
@@ -423,6 +459,7 @@ func (s *Server) handle(conn net.Conn, seq int, raw []byte) bool {
 		return false
 	}
 	req.Conn = seq
+	req.At = time.Now()
 	s.mu.Lock()
 	hook := s.hook
 	s.mu.Unlock()
