@@ -105,6 +105,20 @@ type monitorPlugin struct {
 	RejectedItems    *rejectedItems `json:"rejected_items,omitempty"`
 	RequestsInFlight *int           `json:"requests_in_flight,omitempty"`
 	ConcurrencyLimit *int           `json:"concurrency_limit,omitempty"`
+	// Only for destinations with several servers (Fluentd).
+	Servers []monitorServer `json:"servers,omitempty"`
+}
+
+// monitorServer is one server of a destination in /api/plugins.json, with
+// monitor_agent's names for what it shares with a plugin.
+type monitorServer struct {
+	Server      string `json:"server"`
+	State       string `json:"state"`
+	Weight      int    `json:"weight,omitempty"`
+	EmitRecords uint64 `json:"emit_records"`
+	EmitSize    uint64 `json:"emit_size"`
+	Acks        uint64 `json:"acks"`
+	Failures    uint64 `json:"failures"`
 }
 
 // rejectedItems is Pressure's rejected entries, by status, in
@@ -137,6 +151,12 @@ func (d *Driver) servePlugins(w http.ResponseWriter, _ *http.Request) {
 			p.RejectedItems = &rejectedItems{Status429: pr.Rejected429, Status5xx: pr.Rejected5xx, Status4xx: pr.Rejected4xx}
 			p.RequestsInFlight, p.ConcurrencyLimit = &pr.RequestsInFlight, &pr.ConcurrencyLimit
 		}
+		for _, sc := range st.Servers {
+			p.Servers = append(p.Servers, monitorServer{
+				Server: sc.Server, State: sc.State, Weight: sc.Weight,
+				EmitRecords: sc.Emitted, EmitSize: sc.Bytes, Acks: sc.Acks, Failures: sc.Failures,
+			})
+		}
 		plugins = append(plugins, p)
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -167,12 +187,27 @@ var (
 		"Requests to the destination being answered.", metricLabels, nil)
 	metricConcurrency = prometheus.NewDesc("logferry_concurrency_limit",
 		"Requests to the destination allowed in flight at once now: 1 to its workers, lower while it pushes back.", metricLabels, nil)
+
+	serverLabels = append(slices.Clone(metricLabels), "server")
+	metricServerUp = prometheus.NewDesc("logferry_server_up",
+		"1 when the server of the destination is healthy (taking entries or standing by), 0 when it is down.", serverLabels, nil)
+	metricServerStandby = prometheus.NewDesc("logferry_server_standby",
+		"1 when the healthy server of the destination takes no entries while another is up.", serverLabels, nil)
+	metricServerEmitted = prometheus.NewDesc("logferry_server_emitted_records_total",
+		"Entries the server of the destination accepted.", serverLabels, nil)
+	metricServerBytes = prometheus.NewDesc("logferry_server_sent_bytes_total",
+		"Bytes written to the server of the destination.", serverLabels, nil)
+	metricServerAcks = prometheus.NewDesc("logferry_server_acks_total",
+		"Acknowledgements the server of the destination sent.", serverLabels, nil)
+	metricServerFailures = prometheus.NewDesc("logferry_server_failures_total",
+		"Failed attempts to connect, authenticate, write to or be acknowledged by the server of the destination.", serverLabels, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{metricEmitted, metricDropped, metricRetries, metricQueueLength, metricQueuedBytes, metricCorrupt,
-		metricRejected, metricInFlight, metricConcurrency} {
+		metricRejected, metricInFlight, metricConcurrency,
+		metricServerUp, metricServerStandby, metricServerEmitted, metricServerBytes, metricServerAcks, metricServerFailures} {
 		ch <- desc
 	}
 }
@@ -196,6 +231,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(metricInFlight, prometheus.GaugeValue, float64(pr.RequestsInFlight), labels...)
 			ch <- prometheus.MustNewConstMetric(metricConcurrency, prometheus.GaugeValue, float64(pr.ConcurrencyLimit), labels...)
+		}
+		for _, sc := range st.Servers {
+			sl := append(slices.Clip(labels), sc.Server)
+			up, standby := 0.0, 0.0
+			if sc.State != "down" {
+				up = 1
+			}
+			if sc.State == "standby" {
+				standby = 1
+			}
+			ch <- prometheus.MustNewConstMetric(metricServerUp, prometheus.GaugeValue, up, sl...)
+			ch <- prometheus.MustNewConstMetric(metricServerStandby, prometheus.GaugeValue, standby, sl...)
+			ch <- prometheus.MustNewConstMetric(metricServerEmitted, prometheus.CounterValue, float64(sc.Emitted), sl...)
+			ch <- prometheus.MustNewConstMetric(metricServerBytes, prometheus.CounterValue, float64(sc.Bytes), sl...)
+			ch <- prometheus.MustNewConstMetric(metricServerAcks, prometheus.CounterValue, float64(sc.Acks), sl...)
+			ch <- prometheus.MustNewConstMetric(metricServerFailures, prometheus.CounterValue, float64(sc.Failures), sl...)
 		}
 	}
 }

@@ -78,7 +78,14 @@ func TestMonitorEndpoints(t *testing.T) {
 		{PluginID: "000000000000.file", PluginCategory: "output", Type: "file", OutputPlugin: true,
 			EmitRecords: 5, DroppedRecords: 1, ContainerID: id, ContainerName: "web"},
 		{PluginID: "000000000000.fluentd", PluginCategory: "output", Type: "fluentd", OutputPlugin: true,
-			EmitRecords: 5, ContainerID: id, ContainerName: "web"},
+			EmitRecords: 5, ContainerID: id, ContainerName: "web",
+			Servers: []monitorServer{{Server: fd.URL(), State: "up", EmitRecords: 5}}},
+	}
+	if srvs := plugins.Plugins[2].Servers; len(srvs) == 1 {
+		if srvs[0].EmitSize < 5 {
+			t.Errorf("fluentd server emit_size %d for 5 records", srvs[0].EmitSize)
+		}
+		want[2].Servers[0].EmitSize = srvs[0].EmitSize
 	}
 	if len(plugins.Plugins) != len(want) {
 		t.Fatalf("plugins = %+v, want %+v", plugins.Plugins, want)
@@ -102,6 +109,9 @@ func TestMonitorEndpoints(t *testing.T) {
 		`logferry_rejected_items_total{container_id="` + id + `",container_name="web",destination="elasticsearch",status="4xx"} 0`,
 		`logferry_requests_in_flight{container_id="` + id + `",container_name="web",destination="elasticsearch"} 0`,
 		`logferry_concurrency_limit{container_id="` + id + `",container_name="web",destination="elasticsearch"} 1`,
+		`logferry_server_up{container_id="` + id + `",container_name="web",destination="fluentd",server="` + fd.URL() + `"} 1`,
+		`logferry_server_emitted_records_total{container_id="` + id + `",container_name="web",destination="fluentd",server="` + fd.URL() + `"} 5`,
+		`logferry_server_failures_total{container_id="` + id + `",container_name="web",destination="fluentd",server="` + fd.URL() + `"} 0`,
 		"# TYPE logferry_retries_total counter",
 		"# TYPE logferry_buffer_total_queued_size_bytes gauge",
 		// The Go runtime's and the process's own metrics.
