@@ -188,7 +188,7 @@ var (
 	metricConcurrency = prometheus.NewDesc("logferry_concurrency_limit",
 		"Requests to the destination allowed in flight at once now: 1 to its workers, lower while it pushes back.", metricLabels, nil)
 
-	serverLabels = append(slices.Clone(metricLabels), "server")
+	serverLabels   = append(slices.Clone(metricLabels), "server")
 	metricServerUp = prometheus.NewDesc("logferry_server_up",
 		"1 when the server of the destination is healthy (taking entries or standing by), 0 when it is down.", serverLabels, nil)
 	metricServerStandby = prometheus.NewDesc("logferry_server_standby",

@@ -358,5 +358,3 @@ func TestAuth(t *testing.T) {
 		})
 	}
 }
-
-

@@ -99,7 +99,7 @@ type Server struct {
 	chunks     map[string]int // times each chunk was received
 	heartbeats int
 	truncated  int
-	handshakes int // failed TLS handshakes
+	handshakes int      // failed TLS handshakes
 	authOK     int      // connections authenticated
 	authFailed []string // why connections failed authentication
 	hook       func(*Request) Action
