@@ -72,6 +72,8 @@ type pluginEntry struct {
 	ContainerName        string `json:"container_name"`
 	// Elasticsearch only: items rejected by status ("429", "5xx", "4xx").
 	RejectedItems map[string]uint64 `json:"rejected_items"`
+	// Fluentd only: each server's state and counters.
+	Servers []serverEntry `json:"servers"`
 }
 
 // pluginEntries returns the entries of /api/plugins.json at addr.

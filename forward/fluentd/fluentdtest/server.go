@@ -253,6 +253,23 @@ func (s *Server) Events() []Event {
 	return evs
 }
 
+// EventCount returns how many events were received so far, duplicates
+// included, without copying them.
+func (s *Server) EventCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countLocked()
+}
+
+// countLocked counts the events received; s.mu must be held.
+func (s *Server) countLocked() int {
+	n := 0
+	for _, r := range s.requests {
+		n += len(r.Events)
+	}
+	return n
+}
+
 // Duplicates returns how many requests repeated a chunk already received.
 func (s *Server) Duplicates() int {
 	s.mu.Lock()
@@ -319,10 +336,7 @@ func (s *Server) WaitEvents(n int, timeout time.Duration) []Event {
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
-		count := 0
-		for _, r := range s.requests {
-			count += len(r.Events)
-		}
+		count := s.countLocked()
 		changed := s.changed
 		s.mu.Unlock()
 		if count >= n {
