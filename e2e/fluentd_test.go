@@ -984,6 +984,21 @@ func TestFluentdInvalidOptionsFailRun(t *testing.T) {
 		},
 		{name: "option without address", opts: []string{"fluentd-request-ack=true"}, want: []string{"fluentd-request-ack", "fluentd-address"}},
 		{
+			name: "balance",
+			opts: []string{"fluentd-address=127.0.0.1:24224", "fluentd-balance=round-robin"},
+			want: []string{"fluentd-balance", "round-robin", "failover or weighted"},
+		},
+		{
+			name: "weight without weighted balance",
+			opts: []string{"fluentd-address=127.0.0.1:24224?weight=3,127.0.0.1:24225"},
+			want: []string{"fluentd-address", "?weight=3 needs fluentd-balance=weighted"},
+		},
+		{
+			name: "weight out of range",
+			opts: []string{"fluentd-address=127.0.0.1:24224?weight=0", "fluentd-balance=weighted"},
+			want: []string{"fluentd-address", "from 1 to 10000"},
+		},
+		{
 			name: "request-ack not a bool",
 			opts: []string{"fluentd-address=127.0.0.1:24224", "fluentd-request-ack=sure"},
 			want: []string{"fluentd-request-ack", "sure"},
