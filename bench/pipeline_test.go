@@ -96,23 +96,41 @@ var (
 //
 //	go test -tags bench -run '^$' -bench Sink -cpu 1 -cpuprofile cpu.out ./bench
 func BenchmarkSink(b *testing.B) {
-	b.Run("fluentd", func(b *testing.B) {
-		r, err := startForwardReceiver()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer r.close()
-		cfg, _, err := fluentd.ParseConfig(map[string]string{"fluentd-address": r.addr()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.QueueEvents, cfg.QueueBytes = b.N+1, 1<<40
-		s, err := fluentd.New(cfg, testContainer, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchmarkSink(b, s, r.count)
-	})
+	// One Fluentd server, and two with fluentd-balance=weighted: spreading
+	// batches must cost nothing per line.
+	for _, tc := range []struct {
+		name      string
+		receivers int
+	}{{"fluentd", 1}, {"fluentd-2-weighted", 2}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var addrs []string
+			var rs []*forwardReceiver
+			for range tc.receivers {
+				r, err := startForwardReceiver()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer r.close()
+				rs, addrs = append(rs, r), append(addrs, r.addr())
+			}
+			cfg, _, err := fluentd.ParseConfig(map[string]string{"fluentd-address": strings.Join(addrs, ","), "fluentd-balance": "weighted"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg.QueueEvents, cfg.QueueBytes = b.N+1, 1<<40
+			s, err := fluentd.New(cfg, testContainer, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchmarkSink(b, s, func() int64 {
+				var n int64
+				for _, r := range rs {
+					n += r.count()
+				}
+				return n
+			})
+		})
+	}
 	b.Run("elasticsearch", func(b *testing.B) {
 		r, err := startBulkReceiver()
 		if err != nil {

@@ -26,6 +26,7 @@ type env struct {
 	dockerdPID            int
 	dockerVersion         string
 	fluentAddr, esURL     string
+	fluentAddr2           string // the second Fluentd receiver, for the balanced configurations
 	s3Endpoint            string
 	fluentMode            string
 }
@@ -47,6 +48,7 @@ type remoteKind int
 const (
 	noRemote remoteKind = iota
 	fluentdRemote
+	fluentdPairRemote // both Fluentd receivers
 	esRemote
 	s3Remote
 )
@@ -130,6 +132,16 @@ var drivers = map[string]driverSpec{
 			}
 			return o
 		}},
+	// Spread over two receivers (fluentd-balance=weighted): the share of
+	// each is logged per run.
+	"logferry-fluentd-2": {label: "logferry files + 2 Fluentd, equal weights", proc: logferryPlugin, files: logferryFile, remote: fluentdPairRemote,
+		opts: func(e *env) map[string]string {
+			return map[string]string{"fluentd-address": e.fluentAddr + "," + e.fluentAddr2, "fluentd-balance": "weighted"}
+		}},
+	"logferry-fluentd-3to1": {label: "logferry files + 2 Fluentd, weights 3:1", proc: logferryPlugin, files: logferryFile, remote: fluentdPairRemote,
+		opts: func(e *env) map[string]string {
+			return map[string]string{"fluentd-address": e.fluentAddr + "?weight=60," + e.fluentAddr2 + "?weight=20", "fluentd-balance": "weighted"}
+		}},
 	"logferry-es": {label: "logferry files + Elasticsearch", proc: logferryPlugin, files: logferryFile, remote: esRemote,
 		opts: func(e *env) map[string]string { return map[string]string{"elasticsearch-url": e.esURL} }},
 	// The plugin needs S3 keys in its settings: make bench sets them.
@@ -174,6 +186,7 @@ type harness struct {
 	env    *env
 	docker *dockerClient
 	fwd    *forwardReceiver
+	fwd2   *forwardReceiver // the second of fluentdPairRemote
 	es     *bulkReceiver
 	s3     *s3Receiver
 	line   string
@@ -227,6 +240,10 @@ func newHarness(ctx context.Context, cfg *config) (h *harness, err error) {
 		return nil, err
 	}
 	e.fluentAddr = h.fwd.addr()
+	if h.fwd2, err = startForwardReceiver(); err != nil {
+		return nil, err
+	}
+	e.fluentAddr2 = h.fwd2.addr()
 	if h.es, err = startBulkReceiver(); err != nil {
 		return nil, err
 	}
@@ -267,8 +284,10 @@ func (h *harness) enabledPlugin(ctx context.Context, name string) (pluginInfo, e
 // close stops the receivers and reports their protocol errors.
 func (h *harness) close() error {
 	var errs []error
-	if h.fwd != nil {
-		errs = append(errs, h.fwd.close())
+	for _, r := range []*forwardReceiver{h.fwd, h.fwd2} {
+		if r != nil {
+			errs = append(errs, r.close())
+		}
 	}
 	if h.es != nil {
 		errs = append(errs, h.es.close())
@@ -422,10 +441,12 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 			return err
 		}
 	}
-	var remoteBase int64
+	var remoteBase, firstBase int64
 	switch d.remote {
 	case fluentdRemote:
 		remoteBase = h.fwd.count()
+	case fluentdPairRemote:
+		remoteBase, firstBase = h.fwdPair(), h.fwd.count()
 	case esRemote:
 		remoteBase = h.es.count()
 	case s3Remote:
@@ -483,6 +504,13 @@ func (h *harness) measure(ctx context.Context, w workload, name string, d driver
 	switch d.remote {
 	case fluentdRemote:
 		end, res.delivered, err = waitCount(ctx, h.fwd.count, remoteBase, want, end, h.cfg.stall)
+	case fluentdPairRemote:
+		end, res.delivered, err = waitCount(ctx, h.fwdPair, remoteBase, want, end, h.cfg.stall)
+		if err == nil && res.delivered > 0 {
+			first := h.fwd.count() - firstBase
+			logf("%s, %s: the first receiver got %d lines (%.1f%%), the second %d (%.1f%%)", w, name,
+				first, 100*float64(first)/float64(res.delivered), res.delivered-first, 100-100*float64(first)/float64(res.delivered))
+		}
 	case esRemote:
 		end, res.delivered, err = waitCount(ctx, h.es.count, remoteBase, want, end, h.cfg.stall)
 	case s3Remote:
@@ -653,11 +681,15 @@ func (h *harness) waitFile(ctx context.Context, kind fileKind, id string, want i
 	}
 }
 
+// fwdPair returns the events both Fluentd receivers received.
+func (h *harness) fwdPair() int64 { return h.fwd.count() + h.fwd2.count() }
+
 // receiverErrors reports requests the receivers could not take.
 func (h *harness) receiverErrors() error {
-	n, err := h.fwd.failures()
-	if n > 0 {
-		return fmt.Errorf("fluentd receiver: %d malformed requests, the last: %w", n, err)
+	for _, r := range []*forwardReceiver{h.fwd, h.fwd2} {
+		if n, err := r.failures(); n > 0 {
+			return fmt.Errorf("fluentd receiver: %d malformed requests, the last: %w", n, err)
+		}
 	}
 	if n := h.es.failures(); n > 0 {
 		return fmt.Errorf("elasticsearch receiver: %d refused requests", n)
