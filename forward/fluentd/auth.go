@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -147,6 +149,10 @@ func readStrOrBin(r *msgp.Reader) (string, error) {
 // readPong reads ['PONG', ok, reason, hostname, digest] and checks it.
 func (a Auth) readPong(r *msgp.Reader, saltHex, nonce string) error {
 	n, err := r.ReadArrayHeader()
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		// Fluent Bit closes the connection on a wrong key, with no PONG.
+		return fmt.Errorf("%w: the server closed the connection after PING (a wrong shared key?)", ErrAuth)
+	}
 	if err != nil {
 		return fmt.Errorf("read PONG: %w", err)
 	}

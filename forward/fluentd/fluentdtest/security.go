@@ -26,18 +26,27 @@ func (s *Server) authenticate(conn net.Conn, r *msgp.Reader) bool {
 	var userSalt []byte
 	helo := msgp.AppendArrayHeader(nil, 2)
 	helo = msgp.AppendString(helo, "HELO")
-	helo = msgp.AppendMapHeader(helo, 3)
-	helo = msgp.AppendString(helo, "nonce")
-	helo = msgp.AppendBytes(helo, nonce) // bin, as Fluentd sends it
-	helo = msgp.AppendString(helo, "auth")
-	if len(sec.Users) > 0 {
+	if sec.FluentBit {
 		userSalt = randomBytes()
-		helo = msgp.AppendBytes(helo, userSalt)
+		helo = msgp.AppendMapHeader(helo, 2)
+		helo = msgp.AppendString(helo, "nonce")
+		helo = msgp.AppendStringFromBytes(helo, nonce)
+		helo = msgp.AppendString(helo, "auth")
+		helo = msgp.AppendStringFromBytes(helo, userSalt)
 	} else {
-		helo = msgp.AppendString(helo, "")
+		helo = msgp.AppendMapHeader(helo, 3)
+		helo = msgp.AppendString(helo, "nonce")
+		helo = msgp.AppendBytes(helo, nonce) // bin, as Fluentd sends it
+		helo = msgp.AppendString(helo, "auth")
+		if len(sec.Users) > 0 {
+			userSalt = randomBytes()
+			helo = msgp.AppendBytes(helo, userSalt)
+		} else {
+			helo = msgp.AppendString(helo, "")
+		}
+		helo = msgp.AppendString(helo, "keepalive")
+		helo = msgp.AppendBool(helo, true)
 	}
-	helo = msgp.AppendString(helo, "keepalive")
-	helo = msgp.AppendBool(helo, true)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	defer conn.SetDeadline(time.Time{})
 	if _, err := conn.Write(helo); err != nil {
@@ -57,6 +66,10 @@ func (s *Server) authenticate(conn net.Conn, r *msgp.Reader) bool {
 		return false
 	}
 	if ping.digest != sum(ping.salt, ping.hostname, string(nonce), sec.SharedKey) {
+		if sec.FluentBit {
+			s.recordRefusal("shared_key mismatch") // and no PONG
+			return false
+		}
 		s.refuse(conn, "shared_key mismatch")
 		return false
 	}
@@ -85,9 +98,7 @@ func (s *Server) authenticate(conn net.Conn, r *msgp.Reader) bool {
 // refuse answers a failed PING with PONG false and the reason, and
 // records it.
 func (s *Server) refuse(conn net.Conn, reason string) {
-	s.mu.Lock()
-	s.authFailed = append(s.authFailed, reason)
-	s.mu.Unlock()
+	s.recordRefusal(reason)
 	pong := msgp.AppendArrayHeader(nil, 5)
 	pong = msgp.AppendString(pong, "PONG")
 	pong = msgp.AppendBool(pong, false)
@@ -95,6 +106,13 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 	pong = msgp.AppendString(pong, "")
 	pong = msgp.AppendString(pong, "")
 	conn.Write(pong)
+}
+
+// recordRefusal records why a handshake failed.
+func (s *Server) recordRefusal(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.authFailed = append(s.authFailed, reason)
 }
 
 // ping is a client's PING.

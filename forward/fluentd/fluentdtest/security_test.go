@@ -8,8 +8,9 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// heloFields reads a HELO and returns its nonce and user salt.
-func heloFields(t *testing.T, r *msgp.Reader) (nonce, userSalt string) {
+// heloFields reads a HELO and returns its nonce and user salt: bin as
+// Fluentd sends them, str as Fluent Bit does.
+func heloFields(t *testing.T, r *msgp.Reader, fluentBit bool) (nonce, userSalt string) {
 	t.Helper()
 	if n, err := r.ReadArrayHeader(); err != nil || n != 2 {
 		t.Fatalf("HELO: %d elements, %v", n, err)
@@ -20,6 +21,14 @@ func heloFields(t *testing.T, r *msgp.Reader) (nonce, userSalt string) {
 	opts := map[string]any{}
 	if err := r.ReadMapStrIntf(opts); err != nil {
 		t.Fatalf("HELO options: %v", err)
+	}
+	if fluentBit {
+		nonce, _ = opts["nonce"].(string)
+		userSalt, _ = opts["auth"].(string)
+		if len(nonce) != 16 || len(userSalt) != 16 || len(opts) != 2 {
+			t.Fatalf("Fluent Bit's HELO options %#v, want a str nonce and salt of 16 bytes", opts)
+		}
+		return nonce, userSalt
 	}
 	nonceBin, ok := opts["nonce"].([]byte)
 	if !ok || len(nonceBin) != 16 {
@@ -71,8 +80,15 @@ func TestSecurity(t *testing.T) {
 		// first is what the client sends after HELO, built from its fields.
 		first      func(nonce, userSalt string) []byte
 		users      map[string]string
+		fluentBit  bool
 		wantReason string // "" when it must pass
 	}{
+		{name: "Fluent Bit, right key", fluentBit: true, first: func(nonce, userSalt string) []byte {
+			return arr(str("PING"), str(client), str(salt), str(sum(salt, client, nonce, key)), str(""), str(sum(userSalt, "", "")))
+		}},
+		{name: "Fluent Bit, wrong key: no PONG", fluentBit: true, wantReason: "shared_key mismatch", first: func(nonce, _ string) []byte {
+			return arr(str("PING"), str(client), str(salt), str(sum(salt, client, nonce, "guess")), str(""), str(""))
+		}},
 		{name: "right key", first: func(nonce, _ string) []byte {
 			return arr(str("PING"), str(client), str(salt), str(sum(salt, client, nonce, key)), str(""), str(""))
 		}},
@@ -101,7 +117,7 @@ func TestSecurity(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := NewServer(t, Config{Security: &Security{SharedKey: key, Hostname: "aggregator", Users: tc.users}})
+			srv := NewServer(t, Config{Security: &Security{SharedKey: key, Hostname: "aggregator", Users: tc.users, FluentBit: tc.fluentBit}})
 			conn, err := net.Dial("tcp", srv.Addr())
 			if err != nil {
 				t.Fatal(err)
@@ -109,12 +125,21 @@ func TestSecurity(t *testing.T) {
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(10 * time.Second))
 			r := msgp.NewReader(conn)
-			nonce, userSalt := heloFields(t, r)
-			if (userSalt != "") != (tc.users != nil) {
+			nonce, userSalt := heloFields(t, r, tc.fluentBit)
+			if (userSalt != "") != (tc.users != nil || tc.fluentBit) {
 				t.Errorf("HELO user salt %q with users %v", userSalt, tc.users)
 			}
 			if _, err := conn.Write(tc.first(nonce, userSalt)); err != nil {
 				t.Fatal(err)
+			}
+			if tc.fluentBit && tc.wantReason != "" {
+				if _, err := r.ReadArrayHeader(); err == nil {
+					t.Error("Fluent Bit's refusal sent something")
+				}
+				if got := srv.AuthFailures(); len(got) != 1 || got[0] != tc.wantReason {
+					t.Errorf("AuthFailures %q", got)
+				}
+				return
 			}
 			ok, reason, host, digest := readPong(t, r)
 			if tc.wantReason != "" {

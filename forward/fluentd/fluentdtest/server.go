@@ -76,6 +76,11 @@ type Security struct {
 	// Users, when not empty, are the user names and passwords one of
 	// which a client must give.
 	Users map[string]string
+	// FluentBit makes the handshake Fluent Bit's in_forward's: the nonce
+	// and the user salt are str (of random bytes), the salt is sent even
+	// without users, HELO has no keepalive, and a wrong shared key closes
+	// the connection without a PONG.
+	FluentBit bool
 }
 
 // Server is a Forward protocol receiver. Its methods are safe for
