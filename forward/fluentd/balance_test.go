@@ -86,9 +86,9 @@ func TestWeightedShares(t *testing.T) {
 }
 
 func TestSmoothWeightedRoundRobin(t *testing.T) {
-	a := &server{Server: Server{Weight: 5}}
-	b := &server{Server: Server{Weight: 1}}
-	c := &server{Server: Server{Weight: 1}}
+	a := &server{Server: Server{Weight: 5}, health: &health{}}
+	b := &server{Server: Server{Weight: 1}, health: &health{}}
+	c := &server{Server: Server{Weight: 1}, health: &health{}}
 	var got []string
 	names := map[*server]string{a: "a", b: "b", c: "c"}
 	for range 7 {
@@ -360,5 +360,77 @@ func TestAuth(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHealthShared: what one sink learns of a server, the other sinks
+// of the plugin know at once.
+func TestHealthShared(t *testing.T) {
+	a := fluentdtest.NewServer(t, fluentdtest.Config{})
+	b := fluentdtest.NewServer(t, fluentdtest.Config{})
+	hm := newHealthMap()
+	var sinks []*Sink
+	for range 2 {
+		cfg := weighted(t, a.URL()+","+b.URL(), KeyRequestAck, "true")
+		cfg.HealthCheckInterval = time.Hour // no probes: only deliveries tell
+		cfg.health = hm
+		s, err := New(cfg, testContainer, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks = append(sinks, s)
+	}
+	t.Cleanup(func() {
+		for _, s := range sinks {
+			closeSink(t, s)
+		}
+		if len(hm.m) != 0 {
+			t.Errorf("health of %d servers left after every sink closed", len(hm.m))
+		}
+		checkNoGoroutines(t)
+	})
+	s1, s2 := sinks[0], sinks[1]
+	sendLines(s1, 0, 10)
+	sendLines(s2, 0, 10)
+	waitFor(t, "20 events", func() bool { return len(a.Events())+len(b.Events()) == 20 })
+	a.Stop()
+	i := 10
+	waitFor(t, "s1 to find a down", func() bool {
+		sendLines(s1, i, i+1)
+		i++
+		time.Sleep(5 * time.Millisecond)
+		return serverStates(s1)[a.URL()] == StateDown
+	})
+	if st := serverStates(s2)[a.URL()]; st != StateDown {
+		t.Errorf("s2 sees a %s", st)
+	}
+	sendLines(s2, 10, 20)
+	waitFor(t, "every event at b since a stopped", func() bool { return len(b.Events()) >= 20-len(a.Events())+i-10+10 })
+	if c := s2.Counters().Servers[0]; c.Failures != 0 {
+		t.Errorf("s2 tried a, down already: %+v", c)
+	}
+}
+
+func TestHealthKey(t *testing.T) {
+	srv := Server{Network: "tls", Address: "fluentd.example:24224"}
+	base := Config{Auth: Auth{SharedKey: "secret", Hostname: "h"}}
+	key := healthKey(base, srv, "10.0.0.1:24224")
+	if strings.Contains(key, "secret") {
+		t.Errorf("key %q holds the shared key", key)
+	}
+	for name, other := range map[string]string{
+		"another address": healthKey(base, srv, "10.0.0.2:24224"),
+		"another key":     healthKey(Config{Auth: Auth{SharedKey: "other", Hostname: "h"}}, srv, "10.0.0.1:24224"),
+		"no key":          healthKey(Config{}, srv, "10.0.0.1:24224"),
+		"another CA":      healthKey(Config{Auth: base.Auth, TLS: TLSConfig{CAFile: "/ca.pem"}}, srv, "10.0.0.1:24224"),
+		"another name":    healthKey(base, Server{Network: "tls", Address: "other.example:24224"}, "10.0.0.1:24224"),
+		"tcp":             healthKey(base, Server{Network: "tcp", Address: "fluentd.example:24224"}, "10.0.0.1:24224"),
+	} {
+		if other == key {
+			t.Errorf("%s: the same key %q", name, key)
+		}
+	}
+	if again := healthKey(base, srv, "10.0.0.1:24224"); again != key {
+		t.Errorf("keys differ: %q, %q", key, again)
 	}
 }

@@ -14,19 +14,14 @@ import (
 )
 
 // server is one address of a Fluentd server: a configured Server, or one
-// of the addresses its host name resolves to. Its health and counters are
-// shared by the sender and the watcher; its link and score are the
-// sender's alone.
+// of the addresses its host name resolves to. Its health is shared with
+// the other sinks sending to it; its counters are the sink's, updated by
+// the sender and the watcher; its link and score are the sender's alone.
 type server struct {
 	Server
 	addr string      // what is dialled: Server.Address, or an address its host resolves to
 	tls  *tls.Config // nil unless Network is "tls"
-	// down is set when connecting, authenticating, sending or a probe
-	// failed, and cleared when a delivery or a probe succeeds.
-	down atomic.Bool
-	// lastOK is when (Unix nanoseconds) the server last delivered or
-	// passed a probe: a server in use is not probed.
-	lastOK atomic.Int64
+	*health
 	// events, bytes, acks and failures count what went to the server:
 	// events delivered, bytes written, acknowledgements received and
 	// failed attempts (to connect, authenticate, write or get an ack).
@@ -64,8 +59,8 @@ func hostOf(addr string) string {
 }
 
 // newServers returns the servers of cfg as configured, before any host
-// name is resolved.
-func newServers(cfg Config) ([]*server, error) {
+// name is resolved, with their health from hm.
+func newServers(cfg Config, hm *healthMap) ([]*server, error) {
 	servers := make([]*server, len(cfg.Servers))
 	for i, srv := range cfg.Servers {
 		servers[i] = &server{Server: srv, addr: srv.Address}
@@ -80,6 +75,9 @@ func newServers(cfg Config) ([]*server, error) {
 		default:
 			return nil, fmt.Errorf("fluentd: server %q: unknown network %q", srv.Address, srv.Network)
 		}
+	}
+	for _, srv := range servers {
+		srv.health = hm.acquire(healthKey(cfg, srv.Server, srv.addr))
 	}
 	return servers, nil
 }

@@ -32,12 +32,15 @@ const (
 // the plugin's settings, read when a container starts (a rotated file is
 // read again).
 func Destination() forward.Destination {
+	// What is known of the servers' health is shared by every container.
+	health := newHealthMap()
 	return forward.NewDestination(Name, Keys, ParseConfig, func(cfg Config, env forward.SinkEnv) (*Sink, error) {
 		auth, err := settingsAuth()
 		if err != nil {
 			return nil, err
 		}
 		cfg.Auth = auth
+		cfg.health = health
 		cfg.BufferDir = env.BufferDir
 		cfg.Buffer.Budget = env.Budget
 		return New(cfg, env.Container, env.Log)

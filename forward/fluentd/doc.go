@@ -65,11 +65,21 @@
 //     (at-least-once). Without, delivery is at-most-once, as in Docker.
 //   - Timeouts: fluentd-write-timeout and fluentd-read-timeout default to
 //     30s (Docker: none); 0 means none, as in Docker.
-//   - fluentd-address may list several servers, separated by commas, in
-//     order of preference: events go to the first that accepts a
-//     connection; the ones before it are probed every
-//     fluentd-health-check-interval and used again when they are back. The
-//     others are standbys: there is no load balancing.
+//   - fluentd-address may list several servers, separated by commas. By
+//     default (fluentd-balance=failover) they are in order of preference:
+//     batches go to the first healthy one, the others stand by. With
+//     fluentd-balance=weighted, batches are spread over the healthy
+//     servers in proportion to their weights (?weight=N after an
+//     address, 60 by default as in Fluentd's out_forward, by smooth
+//     weighted round robin), and ?standby servers take batches only
+//     while no other is healthy. A host name stands for every address
+//     it resolves to (each with the weight), resolved again every
+//     fluentd-async-reconnect-interval (30s when 0).
+//   - Authentication: with the plugin setting FLUENTD_SHARED_KEY (and
+//     FLUENTD_USERNAME and FLUENTD_PASSWORD for servers with users),
+//     every connection starts with the Forward protocol's handshake
+//     (HELO, PING, PONG), as Fluentd's out_forward does with
+//     <security>. Docker's driver has none.
 //   - TLS: tls:// servers are verified against the system roots, as in
 //     Docker, or fluentd-tls-ca; a client certificate, a server name and
 //     skipping verification can be configured.
@@ -80,10 +90,21 @@
 //
 // # Delivery
 //
-// One goroutine per Sink sends; with several servers a second one checks
-// their health. A batch fills where its events wait (on disk, or in the
-// memory queue); only then is it encoded, into a buffer from the shared
-// batch memory, and written.
+// One goroutine per Sink sends; a second one resolves host names and
+// checks the servers' health. A batch fills where its events wait (on
+// disk, or in the memory queue); only then is it encoded, into a buffer
+// from the shared batch memory, and written to one server.
+//
+// A server is down once connecting, the handshake, a write or an
+// acknowledgement fails on it (a killed server fails the next write or
+// the wait for an ack at once; a hung one within fluentd-write-timeout or
+// fluentd-read-timeout), or once a probe fails: every
+// fluentd-health-check-interval, the servers that are down or have not
+// delivered anything for that long are probed by connecting (and
+// authenticating). A batch that fails on one server is sent at once to
+// the next healthy one, its unacknowledged requests included; a server
+// that passes a probe takes batches again. Each server's state and
+// counters are in Counters().Servers.
 //
 // With a disk buffer (Config.BufferDir, package diskq) every event is
 // written to the buffer's file by Flush (which the driver calls whenever

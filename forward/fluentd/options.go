@@ -35,8 +35,9 @@ const (
 	KeyAsync = "fluentd-async"
 	// KeyAsyncConnect is the deprecated spelling of KeyAsync (Docker 20.10).
 	KeyAsyncConnect = "fluentd-async-connect"
-	// KeyAsyncReconnectInterval re-establishes the connection this often
-	// (0 or 100ms..10s), to follow a DNS name that moves.
+	// KeyAsyncReconnectInterval re-establishes connections this often
+	// (0 or 100ms..10s), and resolves host names again, to follow a DNS
+	// name that moves.
 	KeyAsyncReconnectInterval = "fluentd-async-reconnect-interval"
 	// KeyBufferLimit is the most events waiting to be sent.
 	KeyBufferLimit = "fluentd-buffer-limit"
@@ -317,6 +318,9 @@ type Config struct {
 	// Auth, when its SharedKey is set, authenticates every connection
 	// with the Forward protocol's handshake.
 	Auth Auth
+	// health, if set, is shared with the other sinks of the process;
+	// default one of the Sink's own.
+	health *healthMap
 	// lookupHost, if set, replaces the resolver's LookupIPAddr for tests.
 	lookupHost func(ctx context.Context, host string) ([]net.IPAddr, error)
 	// TLS applies to tls:// servers.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -108,14 +109,18 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("container", c.ShortID(), "destination", Name)
-	servers, err := newServers(cfg)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	if cfg.Auth.enabled() && cfg.Auth.Hostname == "" {
 		if cfg.Auth.Hostname, err = os.Hostname(); err != nil {
 			return nil, fmt.Errorf("fluentd: host name for the handshake: %w", err)
 		}
+	}
+	if cfg.health == nil {
+		cfg.health = newHealthMap()
+	}
+	servers, err := newServers(cfg, cfg.health)
+	if err != nil {
+		return nil, err
 	}
 	s := &Sink{
 		cfg:     cfg,
@@ -126,6 +131,17 @@ func New(cfg Config, c forward.Container, log *slog.Logger) (*Sink, error) {
 		wake:    outbox.NewWake(),
 	}
 	s.servers.Store(&servers)
+	if cfg.Balance == BalanceWeighted {
+		// Sinks that start together do not all send their first batch
+		// to the same server.
+		total := 0
+		for _, srv := range servers {
+			total += srv.Weight
+		}
+		for range rand.IntN(total) {
+			pickWeighted(servers)
+		}
+	}
 	if s.batches == nil {
 		s.batches = forward.DefaultBatches
 	}
@@ -168,6 +184,9 @@ func (s *Sink) run(ctx context.Context) {
 	s.send(ctx)
 	stop()
 	wg.Wait()
+	for _, srv := range s.list() {
+		s.cfg.health.release(srv.health)
+	}
 }
 
 // send is the sender: it builds a batch, delivers it, and retries with

@@ -2,6 +2,7 @@ package fluentd
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -20,6 +21,9 @@ func (s *Sink) watch(ctx context.Context) {
 	defer resolve.Stop()
 	health := time.NewTicker(s.cfg.HealthCheckInterval)
 	defer health.Stop()
+	// The servers seen down at the last check: one back wakes the sender,
+	// whichever sink's probe or delivery found it back.
+	wasDown := map[*server]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -28,20 +32,30 @@ func (s *Sink) watch(ctx context.Context) {
 			s.resolve(ctx)
 		case <-health.C:
 			s.probe(ctx)
+			list := s.list()
+			for _, srv := range list {
+				down := srv.down.Load()
+				if wasDown[srv] && !down {
+					s.wake.Signal()
+				}
+				wasDown[srv] = down
+			}
+			maps.DeleteFunc(wasDown, func(srv *server, _ bool) bool { return !slices.Contains(list, srv) })
 		}
 	}
 }
 
 // probe checks, at once, every server that is down or has delivered
-// nothing for a health-check interval: connecting (and authenticating)
-// makes it up, failing down. A server coming back wakes a sender waiting
-// to retry. Servers in use are proven by their deliveries, and a dead
-// one found by the sender's failure.
+// nothing for a health-check interval, unless another sink did within
+// the interval: connecting (and authenticating) makes it up, failing
+// down. A server coming back wakes a sender waiting to retry. Servers in
+// use are proven by their deliveries, and a dead one found by the
+// sender's failure.
 func (s *Sink) probe(ctx context.Context) {
 	var wg sync.WaitGroup
 	idle := time.Now().Add(-s.cfg.HealthCheckInterval).UnixNano()
 	for _, srv := range s.list() {
-		if !srv.down.Load() && srv.lastOK.Load() > idle {
+		if !srv.down.Load() && srv.lastOK.Load() > idle || !srv.claimProbe(s.cfg.HealthCheckInterval) {
 			continue
 		}
 		wg.Go(func() {
@@ -108,7 +122,8 @@ func (s *Sink) resolve(ctx context.Context) {
 				continue
 			}
 			tc := mine[0].tls // the same for every address of the name
-			next = append(next, &server{Server: cfg, addr: a, tls: tc})
+			h := s.cfg.health.acquire(healthKey(s.cfg, cfg, a))
+			next = append(next, &server{Server: cfg, addr: a, tls: tc, health: h})
 		}
 	}
 	if !slices.Equal(old, next) {
@@ -118,6 +133,11 @@ func (s *Sink) resolve(ctx context.Context) {
 			}
 		}
 		s.servers.Store(&next)
+		for _, srv := range old {
+			if !slices.Contains(next, srv) {
+				s.cfg.health.release(srv.health)
+			}
+		}
 	}
 }
 
