@@ -154,14 +154,21 @@ func (s *Sink) disconnectAll() {
 
 // markDown records a failure of srv, whose link it closes.
 func (s *Sink) markDown(srv *server, err error) {
-	srv.failures.Add(1)
 	s.disconnect(srv)
-	if !srv.down.Swap(true) || errors.Is(err, ErrAuth) || errors.Is(err, errNoHelo) {
-		level := s.log.Warn
-		if errors.Is(err, ErrAuth) || errors.Is(err, errNoHelo) || errors.Is(err, errWantsAuth) {
-			level = s.log.Error // a configuration to fix, not an outage
-		}
-		level("down "+srv.String(), "Fluentd server down", "server", srv.String(), "error", err)
+	s.noteFailure(srv, err)
+}
+
+// noteFailure counts a failure of srv and marks it down. The first sink
+// to see it down logs it; a failed handshake, a configuration to fix
+// rather than an outage, is an error every time (rate-limited).
+func (s *Sink) noteFailure(srv *server, err error) {
+	srv.failures.Add(1)
+	wasDown := srv.down.Swap(true)
+	switch {
+	case errors.Is(err, ErrAuth) || errors.Is(err, errNoHelo) || errors.Is(err, errWantsAuth):
+		s.log.Error("auth "+srv.String(), "Fluentd server down: authentication", "server", srv.String(), "error", err)
+	case !wasDown:
+		s.log.Warn("down "+srv.String(), "Fluentd server down", "server", srv.String(), "error", err)
 	}
 }
 

@@ -62,10 +62,7 @@ func (s *Sink) probe(ctx context.Context) {
 			conn, _, err := s.dial(ctx, srv)
 			if err != nil {
 				if ctx.Err() == nil {
-					srv.failures.Add(1)
-					if !srv.down.Swap(true) {
-						s.log.Warn("down "+srv.String(), "Fluentd server down", "server", srv.String(), "error", err)
-					}
+					s.noteFailure(srv, err)
 				}
 				return
 			}
