@@ -240,21 +240,12 @@ func monitorAddr(v string) string {
 // plugin inspect).
 func credentials() (elasticsearch.Credentials, error) {
 	var c elasticsearch.Credentials
-	for _, v := range []struct {
-		name string
-		dst  *string
-	}{
-		{"ELASTICSEARCH_USERNAME", &c.Username},
-		{"ELASTICSEARCH_PASSWORD", &c.Password},
-		{"ELASTICSEARCH_API_KEY", &c.APIKey},
-	} {
-		val, err := settings.Secret(v.name)
-		if err != nil {
-			return c, err
-		}
-		*v.dst = val
-	}
-	return c, nil
+	err := settings.Read(
+		settings.Field{Name: "ELASTICSEARCH_USERNAME", Dst: &c.Username},
+		settings.Field{Name: "ELASTICSEARCH_PASSWORD", Dst: &c.Password},
+		settings.Field{Name: "ELASTICSEARCH_API_KEY", Dst: &c.APIKey},
+	)
+	return c, err
 }
 
 func envOr(key, def string) string {

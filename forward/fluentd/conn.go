@@ -286,6 +286,11 @@ func (s *Sink) deliver(ctx context.Context, b *batch) error {
 // deliverTo makes one attempt to deliver what b has not delivered yet to
 // srv; again says whether its requests were sent before.
 func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool) error {
+	if !s.cfg.Auth.enabled() && srv.wantsAuth.Load() {
+		err := fmt.Errorf("write to %q: %w", srv.String(), errWantsAuth)
+		s.markDown(srv, err)
+		return err
+	}
 	l := &srv.link
 	if l.conn != nil {
 		if s.cfg.ReconnectInterval > 0 && time.Since(l.since) > s.cfg.ReconnectInterval {
@@ -301,6 +306,7 @@ func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool)
 					s.disconnect(srv) // not a HELO: start again
 					break
 				}
+				srv.wantsAuth.Store(true)
 				err := fmt.Errorf("write to %q: %w", srv.String(), errWantsAuth)
 				s.markDown(srv, err)
 				return err
@@ -362,6 +368,7 @@ func (s *Sink) deliverTo(ctx context.Context, srv *server, b *batch, again bool)
 		}
 		if t, err := l.r.NextType(); err == nil && t == msgp.ArrayType && !s.cfg.Auth.enabled() {
 			// The only array a server sends is HELO.
+			srv.wantsAuth.Store(true)
 			return fail(fmt.Errorf("read ack from %q: %w", name, errWantsAuth))
 		}
 		var resp ackResponse

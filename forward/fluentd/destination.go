@@ -50,19 +50,12 @@ func Destination() forward.Destination {
 // settingsAuth reads the shared key and the user from the settings.
 func settingsAuth() (Auth, error) {
 	var a Auth
-	for _, v := range []struct {
-		name string
-		dst  *string
-	}{
-		{SettingSharedKey, &a.SharedKey},
-		{SettingUsername, &a.Username},
-		{SettingPassword, &a.Password},
-	} {
-		val, err := settings.Secret(v.name)
-		if err != nil {
-			return Auth{}, err
-		}
-		*v.dst = val
+	if err := settings.Read(
+		settings.Field{Name: SettingSharedKey, Dst: &a.SharedKey},
+		settings.Field{Name: SettingUsername, Dst: &a.Username},
+		settings.Field{Name: SettingPassword, Dst: &a.Password},
+	); err != nil {
+		return Auth{}, err
 	}
 	if !a.enabled() && (a.Username != "" || a.Password != "") {
 		return Auth{}, fmt.Errorf("setting %s: a Fluentd user needs %s too", SettingUsername, SettingSharedKey)

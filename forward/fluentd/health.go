@@ -24,8 +24,12 @@ type health struct {
 	// probed is when (Unix nanoseconds) a sink last claimed a probe of
 	// the server.
 	probed atomic.Int64
-	key    string
-	refs   int // guarded by healthMap.mu
+	// wantsAuth is set when the server sent HELO to a sink without a
+	// shared key: nothing is written to it (it would be lost) until a
+	// probe finds it no longer asks.
+	wantsAuth atomic.Bool
+	key       string
+	refs      int // guarded by healthMap.mu
 }
 
 // claimProbe reports whether the caller should probe the server now: no

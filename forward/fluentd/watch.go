@@ -2,6 +2,8 @@ package fluentd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"net/netip"
@@ -60,6 +62,9 @@ func (s *Sink) probe(ctx context.Context) {
 		}
 		wg.Go(func() {
 			conn, _, err := s.dial(ctx, srv)
+			if err == nil && !s.cfg.Auth.enabled() {
+				err = s.noHelo(conn, srv)
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					s.noteFailure(srv, err)
@@ -71,6 +76,31 @@ func (s *Sink) probe(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// heloWait is how long a probe without a shared key waits for a HELO: a
+// server asking for the handshake sends it as soon as it accepts.
+const heloWait = 200 * time.Millisecond
+
+// noHelo checks that a server probed without a shared key does not ask
+// for the handshake, and records what it finds; it closes conn on error.
+func (s *Sink) noHelo(conn net.Conn, srv *server) error {
+	conn.SetReadDeadline(time.Now().Add(min(heloWait, s.cfg.DialTimeout)))
+	var b [1]byte
+	n, err := conn.Read(b[:])
+	var ne net.Error
+	switch {
+	case n > 0:
+		conn.Close()
+		srv.wantsAuth.Store(true)
+		return fmt.Errorf("probe %q: %w", srv.String(), errWantsAuth)
+	case errors.As(err, &ne) && ne.Timeout():
+		srv.wantsAuth.Store(false)
+		return nil
+	default:
+		conn.Close()
+		return fmt.Errorf("probe %q: the server closed the connection at once: %w", srv.String(), err)
+	}
 }
 
 // resolve looks up the host names of the configured servers and

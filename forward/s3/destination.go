@@ -35,19 +35,12 @@ func Destination() forward.Destination {
 
 func settingsCredentials() (Credentials, error) {
 	var c Credentials
-	for _, v := range []struct {
-		name string
-		dst  *string
-	}{
-		{SettingAccessKeyID, &c.AccessKeyID},
-		{SettingSecretAccessKey, &c.SecretAccessKey},
-		{SettingSessionToken, &c.SessionToken},
-	} {
-		val, err := settings.Secret(v.name)
-		if err != nil {
-			return Credentials{}, err
-		}
-		*v.dst = val
+	if err := settings.Read(
+		settings.Field{Name: SettingAccessKeyID, Dst: &c.AccessKeyID},
+		settings.Field{Name: SettingSecretAccessKey, Dst: &c.SecretAccessKey},
+		settings.Field{Name: SettingSessionToken, Dst: &c.SessionToken},
+	); err != nil {
+		return Credentials{}, err
 	}
 	return c, c.validate()
 }

@@ -28,3 +28,22 @@ func Secret(name string) (string, error) {
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
+
+// Field is a setting to read with Read, and where its value goes.
+type Field struct {
+	Name string
+	Dst  *string
+}
+
+// Read reads every field's setting with Secret into its Dst, and returns
+// the first error.
+func Read(fields ...Field) error {
+	for _, f := range fields {
+		val, err := Secret(f.Name)
+		if err != nil {
+			return err
+		}
+		*f.Dst = val
+	}
+	return nil
+}

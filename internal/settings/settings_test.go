@@ -45,3 +45,24 @@ func TestSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestRead(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "b")
+	if err := os.WriteFile(file, []byte("from file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_A", "plain")
+	t.Setenv("TEST_B_FILE", file)
+	var a, b, c string
+	if err := Read(Field{"TEST_A", &a}, Field{"TEST_B", &b}, Field{"TEST_C", &c}); err != nil {
+		t.Fatal(err)
+	}
+	if a != "plain" || b != "from file" || c != "" {
+		t.Errorf("read %q %q %q", a, b, c)
+	}
+	t.Setenv("TEST_C", "x")
+	t.Setenv("TEST_C_FILE", file)
+	if err := Read(Field{"TEST_A", &a}, Field{"TEST_C", &c}); err == nil || !strings.Contains(err.Error(), "TEST_C") {
+		t.Errorf("both TEST_C and TEST_C_FILE: %v", err)
+	}
+}
