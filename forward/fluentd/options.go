@@ -245,9 +245,10 @@ type TLSConfig struct {
 
 // Config configures a Sink. The zero value means the defaults.
 type Config struct {
-	// Servers are tried in order: the first that accepts a connection is
-	// used, and earlier ones are health-checked and returned to when they
-	// come back. Default one server, tcp://127.0.0.1:24224.
+	// Servers take batches as Balance says: with BalanceFailover the
+	// first healthy one in order (earlier ones are health-checked and
+	// returned to when they come back), with BalanceWeighted every
+	// healthy one by weight. Default one server, tcp://127.0.0.1:24224.
 	Servers []Server
 	// Mode is the carrier mode; default ModePackedForward.
 	Mode Mode
