@@ -3,6 +3,7 @@
 # Every variable below can be overridden on the command line, e.g.
 #   make install PLUGIN=logferry:dev
 #   make push REGISTRY=registry.example.com:5000 TAG=v1.2.0
+#   make push REGISTRY=registry.example.com:5000 TAG=v1.2.0 ARCH=arm64
 
 GO           ?= go
 DOCKER       ?= docker
@@ -13,6 +14,14 @@ PLUGIN       ?= logferry:latest
 REGISTRY     ?= 127.0.0.1:5000
 PLUGIN_REPO  ?= logferry
 TAG          ?= latest
+# The release: with TAG=vX.Y.Z, X.Y.Z; otherwise the next release (the
+# VERSION file) marked as a development build of this commit. It is in
+# "logferry --version", the plugin's log and its description.
+VERSION      ?= $(if $(filter-out latest,$(TAG)),$(TAG:v%=%),$(shell cat VERSION)-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown))
+# The architecture the plugin is built for: amd64 or arm64. Docker plugins
+# have no multi-architecture manifests: each is pushed under its own tag,
+# TAG for amd64 and TAG-ARCH for the others.
+ARCH         ?= $(shell $(GO) env GOARCH)
 BIN          ?= bin/logferry
 # Settings (KEY=value ...) "make install" gives the plugin besides its root.
 PLUGIN_SETTINGS ?=
@@ -42,7 +51,7 @@ export BUILD_DIR REGISTRY BUSYBOX_IMAGE
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 
-PUSH_REF := $(REGISTRY)/$(PLUGIN_REPO):$(TAG)
+PUSH_REF := $(REGISTRY)/$(PLUGIN_REPO):$(TAG)$(if $(filter-out amd64,$(ARCH)),-$(ARCH))
 
 # remove_plugin force-disables and removes the plugin named $(1), if any.
 define remove_plugin
@@ -57,10 +66,20 @@ endef
 .NOTPARALLEL:
 .PHONY: build test e2e check prepare plugin install push clean fmt vet
 
-## build: the static plugin binary $(BIN)
+## build: the static plugin binary $(BIN), for $(ARCH)
 build:
-	@echo "==> build $(BIN)"
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/logferry
+	@echo "==> build $(BIN) $(VERSION) for linux/$(ARCH)"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/logferry
+
+## engine: check that a Docker engine answers, or say what to do
+# The plugin is assembled and installed through the engine.
+.PHONY: engine
+engine:
+	@$(DOCKER) info --format '{{.ServerVersion}}' >/dev/null 2>&1 || { \
+		echo "make: no Docker engine answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}." >&2; \
+		echo "  Start one (systemctl start docker), point DOCKER_HOST at one, or start a" >&2; \
+		echo "  throw-away one with: bash scripts/dockerd.sh (its log: $(BUILD_DIR)/dockerd.log)." >&2; \
+		exit 1; }
 
 ## test: unit tests (the e2e package is behind the "e2e" build tag), those
 ## of the benchmark harness (behind "bench"; they need no dockerd), and
@@ -70,6 +89,15 @@ test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags bench ./bench/...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags purego ./rotate
+
+## test-arm64: the unit tests built for linux/arm64 and run under
+## qemu-user (from Debian's qemu-user-static), without -race (which needs
+## cgo for the target)
+.PHONY: test-arm64
+test-arm64:
+	@echo "==> unit tests for linux/arm64 under qemu-aarch64-static"
+	CGO_ENABLED=0 GOARCH=arm64 LOGFERRY_TEST_EXEC=qemu-aarch64-static \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -exec qemu-aarch64-static ./...
 
 ## prepare: Debian packages, dockerd, local registry and the test image
 prepare:
@@ -81,7 +109,7 @@ prepare:
 	LOGFERRY_CACHE=$(LOGFERRY_CACHE) bash scripts/s3.sh
 
 ## plugin: assemble $(PLUGIN_DIR)/{config.json,rootfs/} from the Dockerfile
-plugin: build
+plugin: engine build
 	@echo "==> assemble $(PLUGIN_DIR) (docker build of Dockerfile, exported as rootfs)"
 	rm -rf $(PLUGIN_DIR) $(BUILD_DIR)/context
 	mkdir -p $(PLUGIN_DIR)/rootfs $(BUILD_DIR)/context
@@ -90,20 +118,24 @@ plugin: build
 	id=$$($(DOCKER) create $(ROOTFS_IMAGE)); \
 		trap '$(DOCKER) rm $$id >/dev/null; $(DOCKER) image rm $(ROOTFS_IMAGE) >/dev/null' EXIT; \
 		$(DOCKER) export $$id | tar -x -C $(PLUGIN_DIR)/rootfs
-	cp config.json $(PLUGIN_DIR)/config.json
+	sed 's/"description": "logferry: /"description": "logferry $(VERSION) ($(ARCH)): /' config.json > $(PLUGIN_DIR)/config.json
 
 ## install: (re)create and enable the plugin $(PLUGIN) on the local dockerd
 # "--timeout 0": dockerd's HTTP client to the plugin otherwise gives up after
 # 30 s, which cuts every "docker logs --follow" at 30 s.
+# docker-containers.source follows the engine's data root, so that the
+# files of removed containers are removed whatever --data-root says.
 install: plugin
 	@echo "==> install plugin $(PLUGIN)"
 	$(call remove_plugin,$(PLUGIN))
 	mkdir -p -m 0750 $(HOST_ROOT)
 	$(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR)
-	$(DOCKER) plugin set $(PLUGIN) root.source=$(HOST_ROOT) $(PLUGIN_SETTINGS)
+	$(DOCKER) plugin set $(PLUGIN) root.source=$(HOST_ROOT) \
+		docker-containers.source=$$($(DOCKER) info --format '{{.DockerRootDir}}')/containers $(PLUGIN_SETTINGS)
 	$(DOCKER) plugin enable --timeout 0 $(PLUGIN)
 
-## push: push the plugin to $(REGISTRY) as $(PLUGIN_REPO):$(TAG)
+## push: push the plugin to $(REGISTRY) as $(PLUGIN_REPO):$(TAG) (amd64) or
+## $(PLUGIN_REPO):$(TAG)-$(ARCH)
 # The local copy named after the registry exists only to be pushed; it is
 # removed afterwards so that it does not shadow "docker plugin install".
 push: plugin
@@ -122,8 +154,9 @@ e2e: prepare install
 	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
 		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
 
-## check: everything CI runs: prepare, unit tests, end-to-end tests
-check: prepare test e2e
+## check: everything CI runs: prepare, unit tests (also for arm64),
+## end-to-end tests
+check: prepare test test-arm64 e2e
 	@echo "==> check passed"
 
 ## clean: remove bin/, build/ and the plugin; stop the registry that

@@ -235,6 +235,11 @@ func TestWriterEndsBrokenLine(t *testing.T) {
 	}
 }
 
+// testExecEnv names the emulator the tests run under (make test-arm64 sets
+// it to qemu-aarch64-static, as go test -exec), which a test that starts
+// its own binary again must start it with.
+const testExecEnv = "LOGFERRY_TEST_EXEC"
+
 // fullDiskEnv names the log file that TestWriterFullDiskHelper writes, in
 // a process of its own.
 const fullDiskEnv = "ROTATE_TEST_FULL_DISK_LOG"
@@ -247,7 +252,11 @@ const fullDiskEnv = "ROTATE_TEST_FULL_DISK_LOG"
 // the writes run in a child process.
 func TestWriterEndsLineCutByFullDisk(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWriterFullDiskHelper$", "-test.v")
+	args := []string{os.Args[0], "-test.run=^TestWriterFullDiskHelper$", "-test.v"}
+	if emulator := os.Getenv(testExecEnv); emulator != "" {
+		args = append([]string{emulator}, args...) // go test -exec's, for the child too
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), fullDiskEnv+"="+path)
 	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- PASS: TestWriterFullDiskHelper")) {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)

@@ -2,7 +2,8 @@
 # deps.sh installs the Debian packages that building and testing logferry
 # need, and only those that are missing: make, gcc (go test -race needs
 # cgo), docker.io (dockerd and the docker CLI), busybox-static (the test
-# image) and docker-registry (plugin push/install tests). Idempotent.
+# image), docker-registry (plugin push/install tests) and qemu-user-static
+# (the arm64 unit tests). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -22,9 +23,10 @@ have dockerd && have docker || add docker.io
 # The test image needs a static busybox, which only this package ships.
 installed busybox-static || add busybox-static
 have docker-registry || add docker-registry
+have qemu-aarch64-static || add qemu-user-static
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: make, gcc, docker, busybox-static and docker-registry are present"
+	echo "deps: make, gcc, docker, busybox-static, docker-registry and qemu-user-static are present"
 	exit 0
 fi
 echo "deps: installing ${missing[*]}"

@@ -56,6 +56,15 @@ const gcPercent = 50
 // Fluentd, and 0-7% less to files.
 const procsShare = 4
 
+// versionLine is what --version prints, and the plugin logs at start.
+func versionLine() string {
+	return fmt.Sprintf("logferry %s (%s, %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// version is the release, set at link time by the Makefile
+// (-X main.version=…); "dev" for a plain go build.
+var version = "dev"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "logferry:", err)
@@ -82,13 +91,19 @@ func run() error {
 	state := flag.String("state-dir", "/var/lib/logferry-state", "directory, inside the plugin, that keeps what a restarted plugin needs to reopen running containers' FIFOs")
 	dockerContainers := flag.String("docker-containers", "/var/lib/docker-containers", "dockerd's containers directory as mounted into the plugin (read-only): the logs of containers gone from it are removed; missing: kept")
 	level := flag.String("log-level", envOr("LOG_LEVEL", "info"), "plugin log level: debug, info, warn or error")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(versionLine())
+		return nil
+	}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("log level %q: must be debug, info, warn or error", *level)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log.Info("starting", "version", versionLine())
 	reportTrust(log, caStore)
 
 	l, err := listen(*socket)

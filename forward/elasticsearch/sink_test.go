@@ -1236,9 +1236,10 @@ func TestRefusedDocumentsDoNotHoldBackOthers(t *testing.T) {
 	s.start()
 	sendLines(s, 0, 100)
 	deadline := time.Now().Add(20 * time.Second) // not a minute: RetryMin
-	for s.Stats().Indexed < 99 {
+	// The pushback is logged after the answer is counted.
+	for s.Stats().Indexed < 99 || !strings.Contains(logs.String(), "pushing back") {
 		if time.Now().After(deadline) {
-			t.Fatalf("99 documents not indexed in 20s behind one refused: %+v", s.Stats())
+			t.Fatalf("99 documents not indexed (and the pushback logged) in 20s behind one refused: %+v", s.Stats())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
