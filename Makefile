@@ -14,10 +14,11 @@ PLUGIN       ?= logferry:latest
 REGISTRY     ?= 127.0.0.1:5000
 PLUGIN_REPO  ?= logferry
 TAG          ?= latest
-# The release: with TAG=vX.Y.Z, X.Y.Z; otherwise the next release (the
-# VERSION file) marked as a development build of this commit. It is in
+# The release: with TAG=vX.Y.Z, X.Y.Z; with any other TAG (latest, e2e-…)
+# the next release (the VERSION file) marked as a development build of
+# this commit. It is in
 # "logferry --version", the plugin's log and its description.
-VERSION      ?= $(if $(filter-out latest,$(TAG)),$(TAG:v%=%),$(shell cat VERSION)-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown))
+VERSION      ?= $(if $(filter v0% v1% v2% v3% v4% v5% v6% v7% v8% v9%,$(TAG)),$(TAG:v%=%),$(shell cat VERSION)-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown))
 # The architecture the plugin is built for: amd64 or arm64. Docker plugins
 # have no multi-architecture manifests: each is pushed under its own tag,
 # TAG for amd64 and TAG-ARCH for the others.

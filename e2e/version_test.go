@@ -15,7 +15,11 @@ import (
 // mount follows the engine's data root.
 func TestInstalledPlugin(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command(filepath.Join(suite.pluginDir, "rootfs", "logferry"), "--version").Output()
+	// The binary dockerd runs: build/plugin may have been rebuilt since
+	// (the registry test runs make push).
+	root := mustDocker(t, "info", "--format", "{{.DockerRootDir}}")
+	id := mustDocker(t, "plugin", "inspect", "--format", "{{.Id}}", suite.plugin)
+	out, err := exec.Command(filepath.Join(root, "plugins", id, "rootfs", "logferry"), "--version").Output()
 	if err != nil {
 		t.Fatalf("logferry --version: %v", err)
 	}
@@ -31,7 +35,6 @@ func TestInstalledPlugin(t *testing.T) {
 	if want := "logferry " + version + " (" + arch + "): "; !strings.HasPrefix(desc, want) {
 		t.Errorf("plugin description %q, want it to begin %q", desc, want)
 	}
-	root := mustDocker(t, "info", "--format", "{{.DockerRootDir}}")
 	src := mustDocker(t, "plugin", "inspect", "--format",
 		`{{range .Settings.Mounts}}{{if eq .Name "docker-containers"}}{{.Source}}{{end}}{{end}}`, suite.plugin)
 	if want := filepath.Join(root, "containers"); src != want {
