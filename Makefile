@@ -155,9 +155,25 @@ e2e: prepare install
 	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
 		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
 
+## e2e-engine29: the end-to-end tests again, against Docker Engine 29 built
+## from the Go module proxy (scripts/engine29.sh) and running beside the
+## first engine, with the plugin installed there too
+ENGINE29_ROOT ?= /var/lib/logferry-e29
+.PHONY: e2e-engine29
+e2e-engine29: prepare
+	@echo "==> end-to-end tests on Docker Engine 29"
+	host=$$(LOGFERRY_CACHE=$(LOGFERRY_CACHE) bash scripts/engine29.sh); \
+	export DOCKER_HOST=$$host; \
+	bash scripts/busybox-image.sh; \
+	$(MAKE) --no-print-directory install BUILD_DIR=$(BUILD_DIR)/engine29 BIN=$(BUILD_DIR)/engine29/logferry HOST_ROOT=$(ENGINE29_ROOT); \
+	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
+	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(BUILD_DIR)/engine29/plugin) \
+	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
+		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
+
 ## check: everything CI runs: prepare, unit tests (also for arm64),
-## end-to-end tests
-check: prepare test test-arm64 e2e
+## end-to-end tests on dockerd 20.10, then on Docker Engine 29
+check: prepare test test-arm64 e2e e2e-engine29
 	@echo "==> check passed"
 
 ## clean: remove bin/, build/ and the plugin; stop the registry that

@@ -2,8 +2,9 @@
 # deps.sh installs the Debian packages that building and testing logferry
 # need, and only those that are missing: make, gcc (go test -race needs
 # cgo), docker.io (dockerd and the docker CLI), busybox-static (the test
-# image), docker-registry (plugin push/install tests) and qemu-user-static
-# (the arm64 unit tests). Idempotent.
+# image), docker-registry (plugin push/install tests), qemu-user-static
+# (the arm64 unit tests), and libseccomp-dev and pkg-config (runc for the
+# second engine). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -24,9 +25,12 @@ have dockerd && have docker || add docker.io
 installed busybox-static || add busybox-static
 have docker-registry || add docker-registry
 have qemu-aarch64-static || add qemu-user-static
+# runc for Docker Engine 29 (scripts/engine29.sh) is built with seccomp.
+installed libseccomp-dev || add libseccomp-dev
+have pkg-config || add pkg-config
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: make, gcc, docker, busybox-static, docker-registry and qemu-user-static are present"
+	echo "deps: make, gcc, docker, busybox-static, docker-registry, qemu-user-static, libseccomp-dev and pkg-config are present"
 	exit 0
 fi
 echo "deps: installing ${missing[*]}"
