@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -249,16 +250,11 @@ func pickWeighted(list []*server) *server {
 // resolves elsewhere now).
 func (s *Sink) prune(list []*server) {
 	for i := 0; i < len(s.linked); {
-		srv := s.linked[i]
-		found := false
-		for _, o := range list {
-			found = found || o == srv
-		}
-		if found {
-			i++
+		if srv := s.linked[i]; !slices.Contains(list, srv) {
+			s.disconnect(srv) // removes it from s.linked
 			continue
 		}
-		s.disconnect(srv)
+		i++
 	}
 }
 
