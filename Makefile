@@ -163,12 +163,13 @@ ENGINE29_ROOT ?= /var/lib/logferry-e29
 e2e-engine29: prepare
 	@echo "==> end-to-end tests on Docker Engine 29"
 	host=$$(LOGFERRY_CACHE=$(LOGFERRY_CACHE) bash scripts/engine29.sh); \
+	engine_bin=$$(LOGFERRY_CACHE=$(LOGFERRY_CACHE) bash scripts/engine29.sh bin); \
 	export DOCKER_HOST=$$host; \
 	bash scripts/busybox-image.sh; \
 	$(MAKE) --no-print-directory install BUILD_DIR=$(BUILD_DIR)/engine29 BIN=$(BUILD_DIR)/engine29/logferry HOST_ROOT=$(ENGINE29_ROOT); \
 	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
 	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(BUILD_DIR)/engine29/plugin) \
-	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
+	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) LOGFERRY_E2E_ENGINE_BIN=$$engine_bin \
 		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
 
 ## check: everything CI runs: prepare, unit tests (also for arm64),

@@ -328,6 +328,10 @@ type privateDaemon struct {
 func startPrivateDaemon(t *testing.T, flags ...string) *privateDaemon {
 	t.Helper()
 	bin, err := exec.LookPath("dockerd")
+	if suite.engineBin != "" {
+		bin = filepath.Join(suite.engineBin, "dockerd")
+		_, err = os.Stat(bin)
+	}
 	if err != nil {
 		t.Skipf("no dockerd binary to run a private daemon: %v", err)
 	}
@@ -386,6 +390,10 @@ func (d *privateDaemon) start(t *testing.T) {
 	}
 	cmd := exec.Command(d.bin, d.args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if suite.engineBin != "" {
+		// dockerd starts the containerd, shim and runc it finds on PATH.
+		cmd.Env = append(os.Environ(), "PATH="+suite.engineBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	// A ^C to the test's process group does not reach it: the teardown
 	// stops it, after removing its containers and plugins.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -409,7 +417,8 @@ func (d *privateDaemon) start(t *testing.T) {
 			t.Fatalf("private dockerd exited during start (%v); its log ends:\n%s", cmd.ProcessState, d.logTail())
 		default:
 		}
-		if _, err := docker(context.Background(), d.on("version", "--format", "{{.Server.Version}}")...); err == nil {
+		if v, err := docker(context.Background(), d.on("version", "--format", "{{.Server.Version}}")...); err == nil {
+			t.Logf("private dockerd %s (%s) answers", v, d.bin)
 			return
 		}
 		if time.Now().After(deadline) {

@@ -703,11 +703,7 @@ var (
 func fwdPluginDir(t testing.TB) (hostDir, pluginDir string) {
 	t.Helper()
 	fwdPluginRootOnce.Do(func() {
-		fwdPluginRootDest, fwdPluginRootErr = docker(context.Background(), "plugin", "inspect", "--format",
-			`{{range .Settings.Mounts}}{{if eq .Name "root"}}{{.Destination}}{{end}}{{end}}`, suite.plugin)
-		if fwdPluginRootErr == nil && fwdPluginRootDest == "" {
-			fwdPluginRootErr = fmt.Errorf("plugin %s has no mount named root", suite.plugin)
-		}
+		fwdPluginRootDest, fwdPluginRootErr = mountOf(context.Background(), suite.plugin, "root", "{{.Destination}}")
 	})
 	if fwdPluginRootErr != nil {
 		t.Fatal(fwdPluginRootErr)

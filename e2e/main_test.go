@@ -17,7 +17,10 @@
 // LOGFERRY_E2E_IMAGE (default logferry-busybox:latest), LOGFERRY_E2E_REGISTRY
 // (default 127.0.0.1:5000), LOGFERRY_E2E_REPO (repository root, default ".."),
 // LOGFERRY_E2E_PLUGIN_DIR (the plugin's config.json and rootfs, default
-// build/plugin in the repository root).
+// build/plugin in the repository root), LOGFERRY_E2E_ENGINE_BIN (the
+// directory of the engine's binaries, dockerd first, for the tests that start
+// a dockerd of their own, so that they run the same engine as the rest;
+// default: those on PATH).
 package e2e
 
 import (
@@ -25,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,6 +43,10 @@ var suite struct {
 	root       string // host directory behind the plugin's "root" mount
 	pluginDir  string // plugin directory "make install" creates the plugin from
 	dockerRoot string // dockerd's data root, e.g. /var/lib/docker
+	// engineBin is the directory of the engine under test's dockerd,
+	// containerd, shim and runc, for the tests that start a daemon of their
+	// own; empty means those on PATH.
+	engineBin string
 }
 
 func TestMain(m *testing.M) {
@@ -60,6 +68,7 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	suite.repo = repo
+	suite.engineBin = os.Getenv("LOGFERRY_E2E_ENGINE_BIN")
 	if suite.pluginDir, err = filepath.Abs(getenv("LOGFERRY_E2E_PLUGIN_DIR", filepath.Join(repo, "build", "plugin"))); err != nil {
 		return err
 	}
@@ -92,13 +101,27 @@ func getenv(key, fallback string) string {
 
 // pluginRoot returns the host source of the plugin's "root" mount.
 func pluginRoot(ctx context.Context, plugin string) (string, error) {
-	root, err := docker(ctx, "plugin", "inspect", "--format",
-		`{{range .Settings.Mounts}}{{if eq .Name "root"}}{{.Source}}{{end}}{{end}}`, plugin)
+	return mountOf(ctx, plugin, "root", "{{.Source}}")
+}
+
+// mountOf returns what format, a template over one mount such as
+// "{{.Source}}", prints of the plugin's mount called name, on the daemon
+// on names ("--host", addr), or the shared one.
+//
+// It reads .Config.Mounts, which is what dockerd mounts. .Settings.Mounts
+// is a copy whose sources "docker plugin set" keeps up to date only until
+// dockerd restarts (moby's Plugin.Set writes through the source pointers of
+// .Config.Mounts, which the copy shares until the plugin is read back from
+// disk); TestPluginSetAfterDaemonRestart shows it.
+func mountOf(ctx context.Context, plugin, name, format string, on ...string) (string, error) {
+	args := append(slices.Clip(on), "plugin", "inspect", "--format",
+		`{{range .Config.Mounts}}{{if eq .Name "`+name+`"}}`+format+`{{end}}{{end}}`, plugin)
+	got, err := docker(ctx, args...)
 	if err != nil {
 		return "", err
 	}
-	if root == "" {
-		return "", fmt.Errorf("plugin %s has no mount named root", plugin)
+	if got == "" {
+		return "", fmt.Errorf("plugin %s has no mount named %s", plugin, name)
 	}
-	return root, nil
+	return got, nil
 }

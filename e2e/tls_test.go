@@ -22,8 +22,10 @@ import (
 // looks for the system roots.
 func TestPluginMountsHostCAStore(t *testing.T) {
 	t.Parallel()
-	got := mustDocker(t, "plugin", "inspect", "--format",
-		`{{range .Settings.Mounts}}{{if eq .Name "ca-certs"}}{{.Source}} {{.Destination}} {{.Options}}{{end}}{{end}}`, suite.plugin)
+	got, err := mountOf(t.Context(), suite.plugin, "ca-certs", "{{.Source}} {{.Destination}} {{.Options}}")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, w := range []string{"/etc/ssl/certs /etc/ssl/certs", "ro"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("ca-certs mount %q lacks %q", got, w)

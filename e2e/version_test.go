@@ -35,8 +35,10 @@ func TestInstalledPlugin(t *testing.T) {
 	if want := "logferry " + version + " (" + arch + "): "; !strings.HasPrefix(desc, want) {
 		t.Errorf("plugin description %q, want it to begin %q", desc, want)
 	}
-	src := mustDocker(t, "plugin", "inspect", "--format",
-		`{{range .Settings.Mounts}}{{if eq .Name "docker-containers"}}{{.Source}}{{end}}{{end}}`, suite.plugin)
+	src, err := mountOf(t.Context(), suite.plugin, "docker-containers", "{{.Source}}")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := filepath.Join(root, "containers"); src != want {
 		t.Errorf("docker-containers mount from %q, want the engine's %q", src, want)
 	}

@@ -5,6 +5,7 @@
 # and outlives this script. Idempotent.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib.sh
 
 build_dir=${BUILD_DIR:-build}
 ceiling=${DOCKERD_TIMEOUT:-90} # seconds
@@ -33,18 +34,4 @@ setsid nohup dockerd --host "$host" "${flags[@]}" \
 	>>"$log" 2>&1 </dev/null &
 pid=$!
 
-for ((i = 0; i < ceiling; i++)); do
-	if answers; then
-		echo "dockerd: ready after ${i}s (pid $pid)"
-		exit 0
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "dockerd: exited during start; last lines of $log:" >&2
-		tail -n 30 "$log" >&2
-		exit 1
-	fi
-	sleep 1
-done
-echo "dockerd: not ready after ${ceiling}s; last lines of $log:" >&2
-tail -n 30 "$log" >&2
-exit 1
+wait_ready dockerd "$pid" "$log" "$ceiling" answers

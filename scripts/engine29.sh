@@ -8,9 +8,12 @@
 # (Debian's 1.1.5 fails), hence runc from the same pin. The binaries are
 # cached in $LOGFERRY_CACHE (default ~/.cache/logferry), outside the clone,
 # so that only a fresh machine pays the build (5 to 10 minutes on 2 cores).
-# Its log goes to $BUILD_DIR/engine29.log. It prints the engine's host.
+# Its log goes to $BUILD_DIR/engine29.log. It prints the engine's host;
+# "engine29.sh bin" builds only, and prints the binaries' directory (for the
+# tests that start a dockerd of their own).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib.sh
 
 cache=${LOGFERRY_CACHE:-$HOME/.cache/logferry}
 mod=tools/engine29/go.mod
@@ -42,8 +45,13 @@ if [[ ! -x $bin/dockerd || ! -x $bin/runc ]]; then
 	rm -rf "$bin"
 	mv "$bin.tmp" "$bin"
 fi
+if [[ ${1:-} == bin ]]; then
+	echo "$bin"
+	exit 0
+fi
 
-if DOCKER_HOST=$host docker version >/dev/null 2>&1; then
+answers() { DOCKER_HOST=$host docker version >/dev/null 2>&1; }
+if answers; then
 	echo "$host"
 	exit 0
 fi
@@ -58,18 +66,5 @@ PATH=$bin:$PATH setsid nohup dockerd --host "$host" \
 	--ip-masq=false --userland-proxy=false \
 	>>"$log" 2>&1 </dev/null &
 pid=$!
-for _ in $(seq 1 120); do
-	if DOCKER_HOST=$host docker version >/dev/null 2>&1; then
-		echo "$host"
-		exit 0
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "engine29: exited during start; last lines of $log:" >&2
-		tail -n 30 "$log" >&2
-		exit 1
-	fi
-	sleep 0.5
-done
-echo "engine29: not ready after 60s; last lines of $log:" >&2
-tail -n 30 "$log" >&2
-exit 1
+wait_ready engine29 "$pid" "$log" 60 answers
+echo "$host"

@@ -6,6 +6,7 @@
 # needed. A $REGISTRY that is not on loopback is left alone. Idempotent.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib.sh
 
 addr=${REGISTRY:-127.0.0.1:5000}
 build_dir=${BUILD_DIR:-build}
@@ -55,17 +56,4 @@ setsid nohup docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 
 pid=$!
 echo "$pid" >"$dir/registry.pid" # for "make clean", which deletes the storage
 
-for ((i = 0; i < ceiling; i++)); do
-	if answers; then
-		echo "registry: ready (pid $pid)"
-		exit 0
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "registry: exited during start; last lines of $dir/registry.log:" >&2
-		tail -n 20 "$dir/registry.log" >&2
-		exit 1
-	fi
-	sleep 1
-done
-echo "registry: not answering after ${ceiling}s" >&2
-exit 1
+wait_ready registry "$pid" "$dir/registry.log" "$ceiling" answers
