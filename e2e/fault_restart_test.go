@@ -490,16 +490,28 @@ func (d *privateDaemon) loadImage(t *testing.T) {
 }
 
 // installPlugin creates the plugin under test from its assembled directory,
-// under the suite's name, with its root mount at root and the settings
-// given, and enables it.
+// under the suite's name, with its root mount at root, this daemon's
+// containers directory as docker-containers, and the settings given, and
+// enables it.
 func (d *privateDaemon) installPlugin(t *testing.T, root string, settings ...string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(suite.pluginDir, "config.json")); err != nil {
 		t.Fatalf("no assembled plugin to install (LOGFERRY_E2E_PLUGIN_DIR, run \"make plugin\"): %v", err)
 	}
 	mustDocker(t, d.on("plugin", "create", suite.plugin, suite.pluginDir)...)
-	mustDocker(t, d.on(append([]string{"plugin", "set", suite.plugin, "root.source=" + root}, settings...)...)...)
+	mustDocker(t, d.on(slices.Concat([]string{"plugin", "set", suite.plugin}, d.mounts(root), settings)...)...)
 	mustDocker(t, d.on("plugin", "enable", "--timeout", "0", suite.plugin)...)
+}
+
+// mounts returns the settings of the plugin's mounts that a plugin on this
+// daemon needs: root at root, and docker-containers at the daemon's own
+// containers directory, so that its janitor looks at this daemon's
+// containers.
+func (d *privateDaemon) mounts(root string) []string {
+	return []string{
+		"root.source=" + root,
+		"docker-containers.source=" + filepath.Join(d.dir, "root", "containers"),
+	}
 }
 
 // teardown removes the daemon's containers and plugins, stops it, kills

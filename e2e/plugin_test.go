@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,23 +74,52 @@ func TestRootSourceMovesFiles(t *testing.T) {
 	}
 }
 
-func TestInstallFromRegistry(t *testing.T) {
-	const repoName = "logferry"
-	// Tag and alias of this run only: two checkouts may run the suite on
-	// one dockerd and registry at once.
-	tag := fmt.Sprintf("e2e-%d", os.Getpid())
-	alias := fmt.Sprintf("logferry-reg-%d", os.Getpid())
-	ref := suite.registry + "/" + repoName + ":" + tag
+// pushed is the plugin "make push" put in the registry for this run.
+var pushed struct {
+	once sync.Once
+	ref  string
+	err  error
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	push := exec.CommandContext(ctx, "make", "-C", suite.repo, "push",
-		"REGISTRY="+suite.registry, "PLUGIN_REPO="+repoName, "TAG="+tag)
-	var out bytes.Buffer
-	push.Stdout, push.Stderr = &out, &out
-	if err := push.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(push.Args, " "), err, clip(out.String()))
+// pushedPlugin pushes the plugin to the suite's registry once per run, as a
+// release is pushed, and returns its reference. It builds in a directory of
+// its own: rebuilding suite.pluginDir would pull it from under the tests
+// that create plugins from it.
+func pushedPlugin(t *testing.T) string {
+	t.Helper()
+	pushed.once.Do(func() {
+		const repoName = "logferry"
+		// A tag of this run only: two checkouts may run the suite on one
+		// dockerd and registry at once.
+		tag := fmt.Sprintf("e2e-%d", os.Getpid())
+		dir, err := os.MkdirTemp("", "lf-push")
+		if err != nil {
+			pushed.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		push := exec.CommandContext(ctx, "make", "-C", suite.repo, "push",
+			"REGISTRY="+suite.registry, "PLUGIN_REPO="+repoName, "TAG="+tag,
+			"BUILD_DIR="+dir, "BIN="+filepath.Join(dir, "logferry"))
+		var out bytes.Buffer
+		push.Stdout, push.Stderr = &out, &out
+		if err := push.Run(); err != nil {
+			pushed.err = fmt.Errorf("%s: %w\n%s", strings.Join(push.Args, " "), err, clip(out.String()))
+			return
+		}
+		pushed.ref = suite.registry + "/" + repoName + ":" + tag
+	})
+	if pushed.err != nil {
+		t.Fatal(pushed.err)
 	}
+	return pushed.ref
+}
+
+func TestInstallFromRegistry(t *testing.T) {
+	ref := pushedPlugin(t)
+	alias := fmt.Sprintf("logferry-reg-%d", os.Getpid())
 
 	// Its own root keeps this instance from sharing files with the plugin
 	// under test.
