@@ -74,6 +74,18 @@ func knownOption(key string, dests []forward.Destination) bool {
 	return false
 }
 
+// OptionKeys returns every --log-opt key the plugin accepts with dests,
+// sorted: the files', dockerd's, the ones every destination shares and each
+// destination's own. The documentation is checked against it.
+func OptionKeys(dests []forward.Destination) []string {
+	keys := slices.Concat(fileOptions, dockerdOptions, forward.SharedKeys)
+	for _, d := range dests {
+		keys = append(keys, d.Keys...)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
 // acceptedOptions describes the options logferry accepts with dests, for
 // the error about an unknown one: the file's and the shared ones by name,
 // each destination's own by prefix.

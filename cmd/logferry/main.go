@@ -123,14 +123,7 @@ func run() error {
 		StateDir:         *state,
 		DockerContainers: *dockerContainers,
 		Logger:           log,
-		// Where entries may go besides the files. Secrets come from plugin
-		// settings (docker plugin set), never from --log-opt, which docker
-		// inspect shows to anyone.
-		Destinations: []forward.Destination{
-			fluentd.Destination(),
-			elasticsearch.Destination(creds),
-			s3.Destination(),
-		},
+		Destinations:     destinations(creds),
 	})
 	// Before serving: dockerd sends no StartLogging for the containers that
 	// were logging when the plugin stopped or crashed.
@@ -253,6 +246,18 @@ func monitorAddr(v string) string {
 // settings: each from its variable, or from the file its _FILE variable
 // names (under the root mount, so that the secret stays out of docker
 // plugin inspect).
+// destinations are where entries may go besides the files; each
+// container's options turn them on. Secrets come from plugin settings
+// (docker plugin set), never from --log-opt, which docker inspect shows to
+// anyone.
+func destinations(creds elasticsearch.Credentials) []forward.Destination {
+	return []forward.Destination{
+		fluentd.Destination(),
+		elasticsearch.Destination(creds),
+		s3.Destination(),
+	}
+}
+
 func credentials() (elasticsearch.Credentials, error) {
 	var c elasticsearch.Credentials
 	err := settings.Read(
