@@ -275,6 +275,10 @@ func TestIndexRate(t *testing.T) {
 		t.Errorf("answered after %v, before the 100 documents could be indexed", took)
 	}
 	// Two requests at once: the second finds the queue full of the first.
+	// At 100 documents a second the first keeps the queue full for a
+	// second, so that the second finds it so however late it comes (it
+	// came 75 ms late under qemu at 1000 a second).
+	s.SetIndexRate(100, 100)
 	var wg sync.WaitGroup
 	var created, rejected [2]int
 	for k := range 2 {
@@ -287,7 +291,7 @@ func TestIndexRate(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if created[0] != 100 || rejected[1] < 30 { // 80 when the second comes 20ms after the first
+	if created[0] != 100 || rejected[1] < 50 { // 98 when the second comes 20ms after the first
 		t.Errorf("two requests at once: created %v, rejected %v; want the first whole, most of the second rejected", created, rejected)
 	}
 	if st := s.Stats(); st.Overloaded != st.Rejected || st.Overloaded != 50+rejected[0]+rejected[1] {
