@@ -214,6 +214,9 @@ BENCH_DIR      ?= $(BUILD_DIR)/bench
 BENCH_ROOT     ?= /var/lib/logferry-bench
 # Flags of the harness, e.g. BENCH_FLAGS="-runs 5 -raw"; see README.
 BENCH_FLAGS    ?=
+# dockerd's API socket the harness measures: DOCKER_HOST's when it is a
+# unix socket (e.g. Engine 29's, see scripts/engine29.sh).
+BENCH_SOCKET   ?= $(if $(filter unix://%,$(DOCKER_HOST)),$(DOCKER_HOST:unix://%=%),/var/run/docker.sock)
 # Packages whose testing.B benchmarks run first; empty to skip them.
 GO_BENCH_PKGS  ?= ./rotate ./driver ./forward/... ./bench
 GO_BENCH_FLAGS ?= -run '^$$' -bench . -benchmem
@@ -241,4 +244,4 @@ bench:
 	@echo "==> Go benchmarks: $(or $(GO_BENCH_PKGS),skipped)"
 	$(if $(GO_BENCH_PKGS),$(GO) test -tags bench $(GO_BENCH_FLAGS) $(GO_BENCH_PKGS))
 	@echo "==> end-to-end benchmark"
-	$(GO) run -tags bench ./bench -plugin $(BENCH_PLUGIN) -drain $(DRAIN_PLUGIN) -image $(BUSYBOX_IMAGE) $(BENCH_FLAGS)
+	$(GO) run -tags bench ./bench -docker $(BENCH_SOCKET) -plugin $(BENCH_PLUGIN) -drain $(DRAIN_PLUGIN) -image $(BUSYBOX_IMAGE) $(BENCH_FLAGS)

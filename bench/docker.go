@@ -139,9 +139,11 @@ type pluginInfo struct {
 
 func (c *dockerClient) plugin(ctx context.Context, name string) (pluginInfo, error) {
 	var p struct {
-		ID       string `json:"Id"`
-		Enabled  bool
-		Settings struct {
+		ID      string `json:"Id"`
+		Enabled bool
+		// .Config.Mounts is what dockerd mounts; .Settings.Mounts stops
+		// following "docker plugin set" once dockerd has restarted.
+		Config struct {
 			Mounts []struct{ Name, Source string }
 		}
 	}
@@ -149,7 +151,7 @@ func (c *dockerClient) plugin(ctx context.Context, name string) (pluginInfo, err
 		return pluginInfo{}, err
 	}
 	info := pluginInfo{ID: p.ID, Enabled: p.Enabled}
-	for _, m := range p.Settings.Mounts {
+	for _, m := range p.Config.Mounts {
 		if m.Name == "root" {
 			info.root = m.Source
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,14 +74,23 @@ func resetPeakRSS(pid int) error {
 	return nil
 }
 
-// dockerdPID returns the process ID of dockerd.
-func dockerdPID() (int, error) {
+// dockerdPID returns the process ID of the dockerd that serves socket: the
+// one dockerd whose command line names it (several engines may run side by
+// side, each with its own socket), else the one of /var/run/docker.pid,
+// else the only dockerd.
+func dockerdPID(socket string) (int, error) {
+	pids, err := findProcs(func(_ int, comm string, args []string) bool {
+		return comm == "dockerd" && slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, socket) })
+	})
+	if err == nil && len(pids) == 1 {
+		return pids[0], nil
+	}
 	if b, err := os.ReadFile("/var/run/docker.pid"); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && commIs(pid, "dockerd") {
 			return pid, nil
 		}
 	}
-	pids, err := findProcs(func(pid int, comm string, _ []string) bool { return comm == "dockerd" })
+	pids, err = findProcs(func(pid int, comm string, _ []string) bool { return comm == "dockerd" })
 	if err != nil {
 		return 0, err
 	}

@@ -233,7 +233,7 @@ func newHarness(ctx context.Context, cfg *config) (h *harness, err error) {
 			return nil, err
 		}
 	}
-	if e.dockerdPID, err = dockerdPID(); err != nil {
+	if e.dockerdPID, err = dockerdPID(cfg.socket); err != nil {
 		return nil, err
 	}
 	if h.fwd, err = startForwardReceiver(); err != nil {
