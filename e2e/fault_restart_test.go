@@ -75,6 +75,33 @@ func describeAround(missing, marks []int) string {
 	return b.String()
 }
 
+// maxCrashLoss is the most lines TestPluginCrashWithDestination lets one
+// kill lose: those the killed process had read from the FIFO and not yet
+// written to the file and the disk buffer, a loss the README's delivery
+// guarantees state (at most about 64 KiB's worth). At one line every 2 ms a
+// read holds one line, rarely two; a kill lands between a read and its
+// write once in many runs (seen once, on Engine 29).
+const maxCrashLoss = 3
+
+// lostAtKills returns the lines missing from counts that the killed
+// processes had read and not written: for each kill, those right after its
+// mark (the last line in the file at the kill), from mark+1 on without a
+// gap, at most maxCrashLoss. It logs them; any other missing line is for
+// the caller's check to report.
+func lostAtKills(t *testing.T, counts map[int]int, n int, marks []int) []int {
+	t.Helper()
+	var lost []int
+	for _, mark := range marks {
+		for i := mark + 1; i <= min(mark+maxCrashLoss, n) && counts[i] == 0; i++ {
+			lost = append(lost, i)
+		}
+	}
+	if len(lost) > 0 {
+		t.Logf("lines lost by a kill (read by the killed process, not yet written):%s", describeAround(lost, marks))
+	}
+	return lost
+}
+
 // repeats counts the deliveries beyond the first of each line.
 func repeats(counts map[int]int) int {
 	n := 0
@@ -104,7 +131,9 @@ func ackedFluentd(addr string) []string {
 // dockerd opens the FIFO read-write, so what the container logs while no
 // plugin process reads waits in the pipe: the only lines a crash can lose
 // are those the dead process had read and not yet written to the file or
-// handed to the disk buffer. They are reported relative to the kill.
+// handed to the disk buffer, right after the last line it wrote. Those are
+// tolerated (lostAtKills) and logged; any other missing line is reported
+// relative to the kills.
 func TestPluginCrashWithDestination(t *testing.T) {
 	const (
 		n     = 3000
@@ -136,7 +165,8 @@ func TestPluginCrashWithDestination(t *testing.T) {
 	t.Logf("the container logged for %v", time.Since(started).Round(time.Millisecond))
 
 	counts, others := lineNumbers(recordLines(allRecords(t, c.logFiles(t, false))))
-	if missing := checkLineCounts(t, "file", counts, others, n, true); len(missing) > 0 {
+	lost := lostAtKills(t, counts, n, marks)
+	if missing := checkLineCounts(t, "file", withLines(counts, lost), others, n, true); len(missing) > 0 {
 		t.Errorf("file: missing lines relative to the kills:%s", describeAround(missing, marks))
 	}
 	stdout, _ := c.logs(t)
@@ -156,7 +186,7 @@ func TestPluginCrashWithDestination(t *testing.T) {
 	})
 	evs := srv.Events()
 	recv, recvOthers := fwdLineNumbers(evs)
-	if missing := checkLineCounts(t, "receiver", recv, recvOthers, n, false); len(missing) > 0 {
+	if missing := checkLineCounts(t, "receiver", withLines(recv, lost), recvOthers, n, false); len(missing) > 0 {
 		t.Errorf("receiver: missing lines relative to the kills:%s", describeAround(missing, marks))
 	}
 	t.Logf("%d lines, %d kills; the file holds %d distinct lines; the receiver got %d events, %d distinct lines, %d repeated deliveries (%d requests repeated a chunk)",
