@@ -1233,8 +1233,11 @@ func TestRefusedDocumentsDoNotHoldBackOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.start()
+	// Every line is queued before the sender starts, so that each request
+	// holds BulkActions documents: one cut while line-0 was the only one
+	// queued (a loaded machine) would be refused whole and wait RetryMin.
 	sendLines(s, 0, 100)
+	s.start()
 	deadline := time.Now().Add(20 * time.Second) // not a minute: RetryMin
 	// The pushback is logged after the answer is counted.
 	for s.Stats().Indexed < 99 || !strings.Contains(logs.String(), "pushing back") {
