@@ -242,10 +242,6 @@ func monitorAddr(v string) string {
 	return v
 }
 
-// credentials reads the Elasticsearch credentials from the plugin's
-// settings: each from its variable, or from the file its _FILE variable
-// names (under the root mount, so that the secret stays out of docker
-// plugin inspect).
 // destinations are where entries may go besides the files; each
 // container's options turn them on. Secrets come from plugin settings
 // (docker plugin set), never from --log-opt, which docker inspect shows to
@@ -258,6 +254,10 @@ func destinations(creds elasticsearch.Credentials) []forward.Destination {
 	}
 }
 
+// credentials reads the Elasticsearch credentials from the plugin's
+// settings: each from its variable, or from the file its _FILE variable
+// names (under the root mount, so that the secret stays out of docker
+// plugin inspect).
 func credentials() (elasticsearch.Credentials, error) {
 	var c elasticsearch.Credentials
 	err := settings.Read(
