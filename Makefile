@@ -147,13 +147,18 @@ push: plugin
 	$(DOCKER) plugin push $(PUSH_REF)
 	$(DOCKER) plugin rm -f $(PUSH_REF)
 
+# e2e_run runs the end-to-end suite on the engine DOCKER_HOST names, where
+# the plugin assembled in $(1) is installed, with the environment $(2)
+# added (the engine's binaries, for the tests that start a dockerd).
+e2e_run = LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
+	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(1)) \
+	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) $(2) \
+		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
+
 ## e2e: end-to-end tests against the real engine, with the plugin installed
 e2e: prepare install
 	@echo "==> end-to-end tests (plugin $(PLUGIN))"
-	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
-	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) \
-	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) \
-		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
+	$(call e2e_run,$(PLUGIN_DIR))
 
 ## e2e-engine29: the end-to-end tests again, against Docker Engine 29 built
 ## from the Go module proxy (scripts/engine29.sh) and running beside the
@@ -167,10 +172,7 @@ e2e-engine29: prepare
 	export DOCKER_HOST=$$host; \
 	bash scripts/busybox-image.sh; \
 	$(MAKE) --no-print-directory install BUILD_DIR=$(BUILD_DIR)/engine29 BIN=$(BUILD_DIR)/engine29/logferry HOST_ROOT=$(ENGINE29_ROOT); \
-	LOGFERRY_E2E_PLUGIN=$(PLUGIN) LOGFERRY_E2E_IMAGE=$(BUSYBOX_IMAGE) \
-	LOGFERRY_E2E_REGISTRY=$(REGISTRY) LOGFERRY_E2E_PLUGIN_DIR=$(abspath $(BUILD_DIR)/engine29/plugin) \
-	LOGFERRY_E2E_VERSITYGW=$(VERSITYGW) LOGFERRY_E2E_ENGINE_BIN=$$engine_bin \
-		$(GO) test -race -count=1 -tags e2e -v -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./e2e
+	$(call e2e_run,$(BUILD_DIR)/engine29/plugin,LOGFERRY_E2E_ENGINE_BIN=$$engine_bin)
 
 ## check: everything CI runs: prepare, unit tests (also for arm64),
 ## end-to-end tests on dockerd 20.10, then on Docker Engine 29
